@@ -1,0 +1,60 @@
+"""Files that other processes read: atomic replacement with explicit modes, content digests."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+CERT_MODE = 0o644
+KEY_MODE = 0o600
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` so that a reader sees the old or the new content, never a mix.
+
+    The temp file lives in the same directory (``os.replace`` is only atomic within one
+    filesystem) and is removed again if anything fails.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    fsync_dir(path.parent)
+
+
+def digest(chunks: Iterable[bytes]) -> str:
+    """SHA-256 over length-prefixed chunks, so (a, bc) and (ab, c) differ."""
+    h = hashlib.sha256()
+    for chunk in chunks:
+        h.update(len(chunk).to_bytes(8, "big"))
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def read_digest(paths: Iterable[Path]) -> str | None:
+    """Digest of the files' contents, or None while any of them is missing or unreadable."""
+    try:
+        return digest(p.read_bytes() for p in paths)
+    except OSError:
+        return None
