@@ -59,8 +59,10 @@ def _timestamp(record: logging.LogRecord) -> str:
 
 
 def _plain(value: Any) -> str:
-    if isinstance(value, float):
-        text = f"{value:.3f}"
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = format(round(value, 3), "f").rstrip("0").rstrip(".")
     elif isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, (list, tuple)):

@@ -1,0 +1,18 @@
+# The README's two commands: `make demo` (main job, local) and `make test` (whole suite).
+# Each does its own set-up on a fresh Debian machine.
+.PHONY: demo test lint bench venv
+
+demo:
+	./scripts/bootstrap.sh
+	.venv/bin/python scripts/demo.py
+
+test:
+	./scripts/test.sh
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy --strict entrypoint
+
+venv:
+	./scripts/bootstrap.sh
