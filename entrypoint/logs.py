@@ -63,8 +63,6 @@ def _plain(value: Any) -> str:
         text = "true" if value else "false"
     elif isinstance(value, float):
         text = format(round(value, 3), "f").rstrip("0").rstrip(".")
-    elif isinstance(value, bool):
-        text = "true" if value else "false"
     elif isinstance(value, (list, tuple)):
         text = ",".join(str(v) for v in value)
     else:
