@@ -103,7 +103,12 @@ listener "tcp" {{
             )
 
     def api(
-        self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 60.0
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout: float = 60.0,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any]]:
         context = ssl.create_default_context(cafile=str(self.ca_file))
         context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
@@ -112,7 +117,10 @@ listener "tcp" {{
             conn = http.client.HTTPSConnection(self.server_name, self.port, timeout=timeout)
             conn.sock = tls
             payload = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+            headers = {"Content-Type": "application/json"}
+            if token:
+                headers["X-Vault-Token"] = token
+            conn.request(method, path, body=payload, headers=headers)
             response = conn.getresponse()
             data = response.read()
             conn.close()
