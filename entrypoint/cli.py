@@ -391,3 +391,10 @@ def certs_check(
 
 def main() -> None:
     cli(prog_name="vault-entrypoint")
+
+
+# The certificate delivery companions (issue 3); their module imports only click.
+from entrypoint.companion_cli import distributor, reloader  # noqa: E402
+
+cli.add_command(reloader)
+cli.add_command(distributor)

@@ -100,3 +100,38 @@ class VaultNotInitialized(VaultError):
 
 class VaultSealed(VaultError):
     exit_code = ExitCode.HEALTH_SEALED
+
+
+# --- certificate delivery (reloader and distributor) ---------------------------------------
+
+
+class DowngradeRefused(CertificateError):
+    """The candidate certificate expires before the one already published."""
+
+
+class SourceNotReady(EntrypointError):
+    """The source is missing, still changing, or holds a half-written generation."""
+
+    exit_code = ExitCode.CERT_MISSING
+
+
+class DestinationUnavailable(EntrypointError):
+    """The destination directory is missing or cannot be written; nothing was published."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class DockerUnavailable(EntrypointError):
+    """The Docker engine does not answer, or refused the request."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class ServiceUpdateConflict(DockerUnavailable):
+    """Swarm answered "update out of sequence": someone else updated the service first."""
+
+
+class ServedCertificateMismatch(EntrypointError):
+    """Vault does not (yet) serve the certificate that was installed."""
+
+    exit_code = ExitCode.HEALTH_TLS

@@ -58,3 +58,30 @@ def read_digest(paths: Iterable[Path]) -> str | None:
         return digest(p.read_bytes() for p in paths)
     except OSError:
         return None
+
+
+def atomic_write_all(items: Iterable[tuple[Path, bytes, int]]) -> None:
+    """Replace several files in order, each atomically, after all of them are safely on disk.
+
+    Every temp file is written and fsynced first, so a full disk or a missing directory fails
+    before anything is replaced; on failure no temp file is left behind.
+    """
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data, mode in items:
+            fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            staged.append((Path(tmp_name), path))
+            with os.fdopen(fd, "wb") as handle:
+                os.fchmod(handle.fileno(), mode)
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        raise
+    for directory in {path.parent for _, path in staged}:
+        fsync_dir(directory)

@@ -158,3 +158,19 @@ def until_deadline(
         sleep=_sleeper(sleep),
         reraise=True,
     )
+
+
+def service_update_retrying(
+    attempts: int,
+    retry_on: tuple[type[BaseException], ...],
+    sleep: Callable[[float], Any],
+    should_stop: Callable[[], bool],
+) -> tenacity.Retrying:
+    """Swarm said "update out of sequence": read the service again and retry, soon and briefly."""
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(retry_on),
+        wait=tenacity.wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.2),
+        stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts), stop_when(should_stop)),
+        sleep=_sleeper(sleep),
+        reraise=True,
+    )
