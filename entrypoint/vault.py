@@ -165,8 +165,11 @@ class Connector:
         if session is None:
             session = requests.Session()
         session.trust_env = False  # the host's REQUESTS_CA_BUNDLE and proxies do not apply
+        # hvac takes `verify` from a given session, not from its own argument.
+        session.verify = not self.target.skip_verify
         self._client = hvac.Client(
             url=self.target.addr,
+            token="",  # seal status and unseal need none; never pick one up from the env
             session=session,
             verify=not self.target.skip_verify,
             timeout=self.target.timeout,
@@ -206,14 +209,19 @@ class Connector:
 
 
 def _reason(exc: BaseException) -> str:
-    """The innermost cause of a requests/urllib3 error, without the noise of the wrappers."""
-    seen: set[int] = set()
-    while exc.__cause__ is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc = exc.__cause__
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return exc.verify_message or str(exc)
-    text = str(exc)
+    """The innermost cause of a requests/urllib3 error, without the wrappers' noise."""
+    inner = exc
+    for _ in range(8):
+        nested = getattr(inner, "reason", None)
+        if not isinstance(nested, BaseException) and inner.args:
+            nested = inner.args[0] if isinstance(inner.args[0], BaseException) else None
+        nested = nested if isinstance(nested, BaseException) else inner.__cause__
+        if nested is None or nested is inner:
+            break
+        inner = nested
+    if isinstance(inner, ssl.SSLCertVerificationError) and inner.verify_message:
+        return inner.verify_message
+    text = str(inner)
     if "Connection refused" in text:
         return "connection refused"
     return text[:300]
