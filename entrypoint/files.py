@@ -64,9 +64,11 @@ def atomic_write_all(items: Iterable[tuple[Path, bytes, int]]) -> None:
     """Replace several files in order, each atomically, after all of them are safely on disk.
 
     Every temp file is written and fsynced first, so a full disk or a missing directory fails
-    before anything is replaced; on failure no temp file is left behind.
+    before anything is replaced. Should a later replace fail, the files already replaced get
+    their old content, mode and mtime back. No temp file is left behind.
     """
     staged: list[tuple[Path, Path]] = []
+    replaced: list[tuple[Path, _Previous | None]] = []
     try:
         for path, data, mode in items:
             fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -77,11 +79,40 @@ def atomic_write_all(items: Iterable[tuple[Path, bytes, int]]) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
         for tmp, path in staged:
+            previous = _Previous.of(path)
             os.replace(tmp, path)
+            replaced.append((path, previous))
     except BaseException:
         for tmp, _ in staged:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        for path, previous in reversed(replaced):
+            with contextlib.suppress(OSError):
+                if previous is None:
+                    path.unlink()
+                else:
+                    previous.restore(path)
         raise
     for directory in {path.parent for _, path in staged}:
         fsync_dir(directory)
+
+
+class _Previous:
+    """A small file's content, mode and times, to put back when a group replace fails."""
+
+    def __init__(self, data: bytes, mode: int, times: tuple[int, int]) -> None:
+        self.data = data
+        self.mode = mode
+        self.times = times
+
+    @classmethod
+    def of(cls, path: Path) -> _Previous | None:
+        try:
+            st = path.stat()
+            return cls(path.read_bytes(), st.st_mode & 0o7777, (st.st_atime_ns, st.st_mtime_ns))
+        except OSError:
+            return None
+
+    def restore(self, path: Path) -> None:
+        atomic_write(path, self.data, self.mode)
+        os.utime(path, ns=self.times)

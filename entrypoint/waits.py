@@ -169,7 +169,7 @@ def service_update_retrying(
     """Swarm said "update out of sequence": read the service again and retry, soon and briefly."""
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(retry_on),
-        wait=tenacity.wait_exponential_jitter(initial=0.1, max=2.0, jitter=0.2),
+        wait=tenacity.wait_exponential(multiplier=0.1, max=2.0) + tenacity.wait_random(0, 0.2),
         stop=tenacity.stop_any(tenacity.stop_after_attempt(attempts), stop_when(should_stop)),
         sleep=_sleeper(sleep),
         reraise=True,
