@@ -130,7 +130,9 @@ listener "tcp" {{
     def seal_status(self, timeout: float = 5.0) -> dict[str, Any]:
         return self.api("GET", "/v1/sys/seal-status", timeout=timeout)[1]
 
-    def wait_listening(self, deadline: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    def wait_listening(
+        self, deadline: float, process: subprocess.Popen[bytes] | None = None
+    ) -> None:
         end = time.monotonic() + deadline
         while True:
             try:

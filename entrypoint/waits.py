@@ -35,7 +35,10 @@ class UnsealTimings:
 
 def listener_backoff(cap: float) -> wait_base:
     """Vault not answering yet: the first retry within 100 ms, growing gently, capped."""
-    return tenacity.wait_exponential_jitter(initial=0.05, max=cap, exp_base=1.5, jitter=0.02)
+    jitter = min(0.02, cap / 10)
+    return tenacity.wait_exponential(multiplier=0.05, max=cap - jitter, exp_base=1.5) + (
+        tenacity.wait_random(0, jitter)
+    )
 
 
 def not_initialized_poll(cap: float) -> wait_base:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -56,10 +57,8 @@ def alive(pid: int) -> bool:
 def kill_tree(pid: int) -> None:
     """SIGKILL a process and everything below it (by pid: only what the test started)."""
     for victim in [*reversed(descendants(pid)), pid]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 class Proc:
@@ -99,7 +98,9 @@ class Proc:
                     + self.output()[-6000:]
                 )
             if time.monotonic() > end:
-                pytest.fail(f"/{pattern}/ did not appear within {deadline}s:\n{self.output()[-6000:]}")
+                pytest.fail(
+                    f"/{pattern}/ did not appear within {deadline}s:\n{self.output()[-6000:]}"
+                )
             time.sleep(0.05)
 
     def wait_exit(self, deadline: float = 30.0) -> int:

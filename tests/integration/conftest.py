@@ -7,7 +7,6 @@ per session into a template data dir; each test copies it and runs its own serve
 from __future__ import annotations
 
 import base64
-import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -129,9 +128,9 @@ class Servers:
 
 
 @pytest.fixture(scope="session")
-def templates(bao: str, pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
-    Callable[[int, int], Template]
-]:
+def templates(
+    bao: str, pki: Pki, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[int, int], Template]]:
     made: dict[tuple[int, int], Template] = {}
     servers = Servers(bao)
 
@@ -256,5 +255,3 @@ def key_path(tmp_path: Path) -> Path:
     path = tmp_path / "secrets" / "vault_unseal_key"
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-

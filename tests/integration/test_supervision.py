@@ -44,7 +44,9 @@ while time.monotonic() < deadline:
 """
 
 
-def fake_server(tmp_path: Path, mode: str = "wait", exit_on_term: bool = True, code: int = 0) -> str:
+def fake_server(
+    tmp_path: Path, mode: str = "wait", exit_on_term: bool = True, code: int = 0
+) -> str:
     path = tmp_path / f"fake-server-{mode}"
     path.write_text(
         FAKE_SERVER.format(
@@ -80,7 +82,9 @@ def test_sigint_is_forwarded_once(
     assert proc.output().count("fake-server got SIGINT") == 1
 
 
-def test_stop_grace_then_kill(node: LocalNode, launcher: Launcher, key_path: Path, tmp_path: Path) -> None:
+def test_stop_grace_then_kill(
+    node: LocalNode, launcher: Launcher, key_path: Path, tmp_path: Path
+) -> None:
     binary = fake_server(tmp_path, exit_on_term=False)
     proc = launcher.run(node, key_path, VAULT_BINARY=binary, VAULT_ENTRYPOINT_STOP_GRACE="1")
     proc.wait_for(r"fake-server ready")
@@ -138,7 +142,9 @@ def test_orphaned_grandchildren_are_reaped(
         unshare = shutil.which("unshare")
         need(unshare is not None, "unshare (util-linux) is not installed")
         prefix = (str(unshare), "--pid", "--fork", "--kill-child")
-    proc = launcher.run(node, key_path, prefix=prefix, VAULT_BINARY=fake_server(tmp_path, "orphans"))
+    proc = launcher.run(
+        node, key_path, prefix=prefix, VAULT_BINARY=fake_server(tmp_path, "orphans")
+    )
     proc.wait_for(r"fake-server ready")
     if as_pid1:
         proc.wait_for(r"event=reaper pid1=true")

@@ -144,7 +144,9 @@ def test_bad_certificates_stop_before_the_server_starts(
         devpki.write_pair(certs, node.cert_name, node.key_name, old, pki.ca)
         expected, code = r"expired at", 65
     elif case == "garbage":
-        cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+        cert.write_bytes(
+            b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n"
+        )
         expected, code = r"does not hold a PEM certificate chain", 65
     elif case == "reversed-chain":
         leaf = devpki.make_leaf(pki.ca)
@@ -154,9 +156,7 @@ def test_bad_certificates_stop_before_the_server_starts(
     else:
         cert.unlink()
         expected, code = r"did not appear within 1s", 66
-    proc = launcher.run(
-        node, key_path, VAULT_BINARY=str(binary), VAULT_ENTRYPOINT_CERTS_WAIT="1"
-    )
+    proc = launcher.run(node, key_path, VAULT_BINARY=str(binary), VAULT_ENTRYPOINT_CERTS_WAIT="1")
     assert proc.wait_exit(deadline=20) == code
     out = proc.output()
     assert re.search(r"level=error component=cli event=failed .*" + expected, out), out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.devserver import LocalNode
-from tests.integration.conftest import KNOWN, Launcher, Servers, Template, with_data, write_key_file
+from tests.integration.conftest import KNOWN, Launcher, Template, with_data, write_key_file
 
 UNSEALED = r"event=unsealed attempts=(\d+)"
 
@@ -57,12 +57,14 @@ def test_sealed_server_is_unsealed_and_child_env_is_clean(
     status = node.seal_status()
     assert status["sealed"] is False and status["initialized"] is True
 
-    server_pid = int(proc.wait_for(r"event=server_started pid=(\d+)").group(1)) if (
-        log_format == "text"
-    ) else next(
-        json.loads(line)["pid"]
-        for line in proc.output().splitlines()
-        if '"event": "server_started"' in line
+    server_pid = (
+        int(proc.wait_for(r"event=server_started pid=(\d+)").group(1))
+        if (log_format == "text")
+        else next(
+            json.loads(line)["pid"]
+            for line in proc.output().splitlines()
+            if '"event": "server_started"' in line
+        )
     )
     child_env = proc_environ(server_pid)
     for name in (
@@ -232,7 +234,9 @@ def test_resealed_replica_is_unsealed_again_only_with_reunseal(
     # An operator seals the replica (an intrusion response, say).
     code, _ = node.api("PUT", "/v1/sys/seal", token=template.init["root_token"])
     assert code == 204
-    proc.wait_for(rf"level=warning component=unseal event=resealed reunseal={str(reunseal).lower()}")
+    proc.wait_for(
+        rf"level=warning component=unseal event=resealed reunseal={str(reunseal).lower()}"
+    )
     if reunseal:
         proc.wait_for(UNSEALED, count=2)
         assert node.seal_status()["sealed"] is False
