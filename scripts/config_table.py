@@ -62,6 +62,13 @@ def readme_table(text: str) -> str:
     return text[start:end].strip()
 
 
+def differences(readme_text: str) -> tuple[set[str], set[str]]:
+    """Rows the README lacks, and rows it has that the CLI does not."""
+    readme = set(readme_table(readme_text).splitlines())
+    generated = set(table().splitlines())
+    return generated - readme, readme - generated
+
+
 def main() -> None:
     generated = table()
     if "--write" in sys.argv:
