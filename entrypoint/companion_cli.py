@@ -170,7 +170,7 @@ def reloader(
     "--vault-addr",
     env="VAULT_ADDR",
     default="https://127.0.0.1:8200",
-    help="Local Vault listener whose served certificate is checked; empty to skip the check.",
+    help="Local Vault listener whose served certificate is checked; 'none' skips the check.",
 )
 @_opt(
     "--tls-server-name",
@@ -242,7 +242,7 @@ def distributor(
         key_name=key_name,
         vault_service=vault_service,
         vault_reload=impl.ReloadMode(vault_reload),
-        vault_addr=vault_addr or None,
+        vault_addr=None if vault_addr.strip().lower() in {"", "none", "off"} else vault_addr,
         tls_server_name=tls_server_name,
         interval=interval,
         check_timeout=check_timeout,
