@@ -13,7 +13,7 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/dockerd.log}
 DOCKERD_PIDFILE=${DOCKERD_PIDFILE:-/var/run/docker.pid}
 DOCKER_WAIT=${DOCKER_WAIT:-60}
 SWARM_ADVERTISE_ADDR=${SWARM_ADVERTISE_ADDR:-127.0.0.1}
-LOCK=${ENSURE_DOCKER_LOCK:-/tmp/ensure-docker.lock}
+LOCK=${ENSURE_DOCKER_LOCK:-/tmp/vault-entrypoint-ensure-docker.lock}
 
 say() { echo "ensure-docker: $*" >&2; }
 die() {
@@ -72,7 +72,8 @@ else
     mkdir -p "$(dirname "$DOCKERD_LOG")"
     say "starting dockerd (log $DOCKERD_LOG, pidfile $DOCKERD_PIDFILE)"
     # setsid + nohup: dockerd outlives this script and the caller's terminal or job.
-    setsid nohup dockerd --pidfile "$DOCKERD_PIDFILE" >>"$DOCKERD_LOG" 2>&1 </dev/null &
+    # 9>&-: the lock must not be inherited, or dockerd would hold it for its whole life.
+    setsid nohup dockerd --pidfile "$DOCKERD_PIDFILE" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
     wait_for_engine
     say "engine up: $(docker version --format '{{.Server.Version}}')"
 fi
