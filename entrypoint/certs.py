@@ -6,7 +6,6 @@ import datetime as dt
 import hashlib
 import itertools
 import socket
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -210,6 +209,8 @@ def inspect_pair(pair: CertPair, now: dt.datetime | None = None) -> CertInfo:
 
 def served_certificate(host: str, port: int, server_name: str | None, timeout: float) -> bytes:
     """The DER leaf a TLS server presents (no verification: the caller compares fingerprints)."""
+    import ssl  # not on the path to spawning the server
+
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
