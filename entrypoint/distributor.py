@@ -488,6 +488,8 @@ class Distributor:
         return errors
 
     def _report(self, step: str, exc: EntrypointError) -> None:
+        if self._should_stop():
+            return  # a wait cut short by SIGTERM is no failure worth a line
         text = f"{type(exc).__name__}:{exc}"
         if self._reports.get(step) == text and not self.cfg.once:
             return
