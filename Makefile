@@ -16,3 +16,8 @@ lint: venv
 
 venv:
 	./scripts/bootstrap.sh
+
+bench:
+	./scripts/bootstrap.sh
+	command -v tini >/dev/null || (apt-get update -qq && apt-get install -y -qq tini)
+	.venv/bin/python -m bench.run
