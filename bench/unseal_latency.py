@@ -23,9 +23,10 @@ POLLER = r"""
 import http.client, json, os, socket, ssl, time
 ctx = ssl.create_default_context(cafile=os.environ["CA"])
 def call(method, path, body=None):
-    conn = http.client.HTTPSConnection(os.environ["NAME"], int(os.environ["PORT"]), context=ctx, timeout=2)
-    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(os.environ["PORT"])), 2),
-                                server_hostname=os.environ["NAME"])
+    name, port = os.environ["NAME"], int(os.environ["PORT"])
+    conn = http.client.HTTPSConnection(name, port, context=ctx, timeout=2)
+    conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), 2),
+                                server_hostname=name)
     conn.request(method, path, body=json.dumps(body) if body else None)
     return json.loads(conn.getresponse().read())
 while True:

@@ -110,8 +110,8 @@ def measure(bench: Bench, runs: int, rss_runs: int, work: Path) -> dict[str, obj
             spawn[kind].append(spawn_latency(bench, kind, work))
     rss: dict[str, list[int]] = {"tini": [], "ours": []}
     for _ in range(rss_runs):
-        for kind in rss:
-            rss[kind].append(steady_rss_kb(bench, kind, work / "rss.log"))
+        for kind, values in rss.items():
+            values.append(steady_rss_kb(bench, kind, work / "rss.log"))
     return {"spawn": spawn, "rss_kb": rss}
 
 
