@@ -112,22 +112,25 @@ def _ca_source(target: VaultTarget) -> Path:
     raise ConfigError("no CA to verify Vault with: set VAULT_CACERT or VAULT_SKIP_VERIFY")
 
 
-def trust_context(target: VaultTarget) -> tuple[ssl.SSLContext, str]:
-    """An SSLContext trusting only the configured CA; returns it with the CA file's digest."""
+def read_ca(target: VaultTarget) -> bytes:
+    """The PEM the server must chain to (retried by callers: the certs dir may be mid-swap)."""
     path = _ca_source(target)
     try:
-        pem = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
-        # Retried by callers: the certs dir may be mid-swap.
         raise VaultTLSError(f"CA file {path} cannot be read: {exc.strerror}") from None
+
+
+def trust_context(target: VaultTarget, pem: bytes) -> ssl.SSLContext:
+    """An SSLContext trusting only the given CA (or chain)."""
     try:
-        parse_chain(pem, str(path))
+        parse_chain(pem, str(_ca_source(target)))
     except CertificateError as exc:
         raise VaultTLSError(f"CA file: {exc}") from None
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=pem.decode("ascii"))
     # The chain beside the leaf may hold only intermediates: trust them as anchors.
     context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
-    return context, files.digest([pem])
+    return context
 
 
 class Connector:
@@ -156,9 +159,12 @@ class Connector:
             if self._client is not None:
                 return self._client
         else:
-            context, ca_digest = trust_context(self.target)
+            # Re-read on every call (cheap), rebuild only when the trusted CA changed.
+            pem = read_ca(self.target)
+            ca_digest = files.digest([pem])
             if self._client is not None and ca_digest == self._ca_digest:
                 return self._client
+            context = trust_context(self.target, pem)
             self._ca_digest = ca_digest
             session = requests.Session()
             session.mount("https://", _PinnedTLSAdapter(context, self.server_name))
