@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 import itertools
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from entrypoint.errors import (
     CertificateNotCurrentlyValid,
     CertificateParseError,
     ChainOrderError,
+    ServedCertificateMismatch,
 )
 
 _SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -227,3 +229,45 @@ def served_certificate(host: str, port: int, server_name: str | None, timeout: f
 def served_info(der: bytes) -> tuple[str, dt.datetime]:
     cert = x509.load_der_x509_certificate(der)
     return fingerprint(der), cert.not_valid_after_utc
+
+
+def await_served(
+    host: str,
+    port: int,
+    server_name: str | None,
+    sha256: str,
+    not_after: dt.datetime | None,
+    timeout: float,
+    interval: float,
+    sleep: Callable[[float], object],
+    should_stop: Callable[[], bool],
+) -> None:
+    """Handshake (with SNI) until the server presents this leaf; else ``ServedCertificateMismatch``.
+
+    The error names what was served last, for the log line.
+    """
+    import ssl
+
+    from entrypoint import waits
+
+    def compare() -> None:
+        try:
+            der = served_certificate(host, port, server_name, timeout=5.0)
+        except (OSError, ssl.SSLError) as exc:
+            raise ServedCertificateMismatch(
+                f"{host}:{port} did not complete a handshake: {exc}"
+            ) from None
+        served_sha, served_not_after = served_info(der)
+        if served_sha != sha256 or (not_after is not None and served_not_after != not_after):
+            raise ServedCertificateMismatch(
+                f"{host}:{port} serves sha256={served_sha} "
+                f"not_after={served_not_after.isoformat()}, expected sha256={sha256}"
+                + (f" not_after={not_after.isoformat()}" if not_after is not None else "")
+            )
+
+    polling = waits.until_deadline(
+        timeout, interval, (ServedCertificateMismatch,), sleep, should_stop
+    )
+    for attempt in polling:
+        with attempt:
+            compare()

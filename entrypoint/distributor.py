@@ -21,7 +21,6 @@ import fcntl
 import logging
 import os
 import shutil
-import ssl
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,10 +33,9 @@ from entrypoint import files, logs, waits
 from entrypoint.certs import (
     CertInfo,
     CertPair,
+    await_served,
     now_utc,
     read_pair,
-    served_certificate,
-    served_info,
     validate_pair,
 )
 from entrypoint.config import DEFAULT_CERT_NAME, DEFAULT_KEY_NAME
@@ -45,7 +43,6 @@ from entrypoint.errors import (
     CertificateError,
     DockerUnavailable,
     EntrypointError,
-    ServedCertificateMismatch,
     ServiceUpdateConflict,
     SourceNotReady,
 )
@@ -336,26 +333,17 @@ def check_served(
 ) -> None:
     """Handshake (with SNI) until Vault presents the installed leaf, or raise after ``timeout``."""
     host, port = probe_target(addr)
-
-    def compare() -> None:
-        try:
-            der = served_certificate(host, port, server_name, timeout=5.0)
-        except (OSError, ssl.SSLError) as exc:
-            raise ServedCertificateMismatch(f"{addr} did not complete a handshake: {exc}") from None
-        served_sha, served_not_after = served_info(der)
-        if served_sha != expected.fingerprint or served_not_after != expected.not_after:
-            raise ServedCertificateMismatch(
-                f"{addr} serves sha256={served_sha} not_after={served_not_after.isoformat()}, "
-                f"installed sha256={expected.fingerprint} "
-                f"not_after={expected.not_after.isoformat()}"
-            )
-
-    polling = waits.until_deadline(
-        timeout, interval, (ServedCertificateMismatch,), sleep, should_stop
+    await_served(
+        host,
+        port,
+        server_name,
+        expected.fingerprint,
+        expected.not_after,
+        timeout,
+        interval,
+        sleep,
+        should_stop,
     )
-    for attempt in polling:
-        with attempt:
-            compare()
 
 
 # --- one pass and the loop ------------------------------------------------------------------

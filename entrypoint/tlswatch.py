@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import logging
 import signal
-import ssl
 import threading
 from collections.abc import Callable
 
-from entrypoint import files, logs, waits
-from entrypoint.certs import (
-    CertInfo,
-    CertPair,
-    fingerprint,
-    read_pair,
-    served_certificate,
-    validate_pair,
-)
-from entrypoint.errors import CertificateError
+from entrypoint import files, logs
+from entrypoint.certs import CertInfo, CertPair, await_served, read_pair, validate_pair
+from entrypoint.errors import CertificateError, ServedCertificateMismatch
 
 log = logging.getLogger(__name__)
 
@@ -98,33 +90,26 @@ class TLSWatcher:
 
     def _confirm(self, old: CertInfo, new: CertInfo) -> None:
         host, port = self._probe
-        served = "-"
-
-        def check() -> None:
-            nonlocal served
-            try:
-                served = fingerprint(served_certificate(host, port, new.server_name(), timeout=2.0))
-            except (OSError, ssl.SSLError) as exc:
-                served = f"unreachable ({exc})"
-                raise _NotServedYet from None
-            if served != new.fingerprint:
-                raise _NotServedYet
-
-        polling = waits.until_deadline(
-            self._confirm_timeout, 0.1, (_NotServedYet,), self._stop.wait, self._stop.is_set
-        )
         try:
-            for attempt in polling:
-                with attempt:
-                    check()
-        except _NotServedYet:
+            await_served(
+                host,
+                port,
+                new.server_name(),
+                new.fingerprint,
+                None,
+                self._confirm_timeout,
+                0.1,
+                self._stop.wait,
+                self._stop.is_set,
+            )
+        except ServedCertificateMismatch as exc:
             if not self._stop.is_set():
                 logs.event(
                     log,
                     "tls_reload_unconfirmed",
                     logging.ERROR,
                     expected_sha256=new.fingerprint,
-                    served=served,
+                    reason=str(exc),
                     waited=self._confirm_timeout,
                 )
             return
@@ -135,7 +120,3 @@ class TLSWatcher:
             new_sha256=new.fingerprint,
             not_after=new.not_after.isoformat(),
         )
-
-
-class _NotServedYet(Exception):
-    """The server still presents another certificate (or none)."""
