@@ -200,6 +200,13 @@ def reloader(
     help="Seconds to wait for one Docker Engine API answer.",
 )
 @_opt(
+    "--key-owner",
+    env=DISTRIBUTOR_ENV + "KEY_OWNER",
+    default=None,
+    help="UID[:GID] to own the installed key (mode 0600), e.g. the Vault container's user "
+    "[default: the distributor's own user].",
+)
+@_opt(
     "--once",
     env=DISTRIBUTOR_ENV + "ONCE",
     is_flag=True,
@@ -218,6 +225,7 @@ def distributor(
     interval: float,
     check_timeout: float,
     docker_timeout: float,
+    key_owner: str | None,
     once: bool,
 ) -> None:
     """Install each new published certificate on this node and make Vault use it.
@@ -247,6 +255,7 @@ def distributor(
         interval=interval,
         check_timeout=check_timeout,
         docker_timeout=docker_timeout,
+        key_owner=impl.parse_owner(key_owner),
         once=once,
     )
     sys.exit(impl.run(cfg))

@@ -41,6 +41,7 @@ from entrypoint.certs import (
 from entrypoint.config import DEFAULT_CERT_NAME, DEFAULT_KEY_NAME
 from entrypoint.errors import (
     CertificateError,
+    ConfigError,
     DockerUnavailable,
     EntrypointError,
     ServiceUpdateConflict,
@@ -80,7 +81,19 @@ class DistributorConfig:
     check_timeout: float = 180.0
     check_interval: float = 1.0
     docker_timeout: float = 30.0
+    key_owner: tuple[int, int] | None = None
     once: bool = False
+
+
+def parse_owner(text: str | None) -> tuple[int, int] | None:
+    """``UID`` or ``UID:GID`` (numbers: the container's user need not exist on the node)."""
+    if text is None or not text.strip():
+        return None
+    uid, _, gid = text.strip().partition(":")
+    try:
+        return int(uid), int(gid or uid)
+    except ValueError:
+        raise ConfigError(f"--key-owner {text!r} is not UID or UID:GID") from None
 
 
 # --- the source: one published generation -------------------------------------------------
@@ -127,10 +140,18 @@ def read_generation(
 class NodeDir:
     """The node-local dir Vault mounts, written the way Kubernetes' atomic writer does."""
 
-    def __init__(self, root: Path, cert_name: str, key_name: str, keep: int = 2) -> None:
+    def __init__(
+        self,
+        root: Path,
+        cert_name: str,
+        key_name: str,
+        keep: int = 2,
+        key_owner: tuple[int, int] | None = None,
+    ) -> None:
         self.root = root
         self.names = (cert_name, key_name, MANIFEST_NAME)
         self.keep = keep
+        self.key_owner = key_owner
 
     def current(self) -> Manifest | None:
         """The manifest of the installed generation, when its files still match it."""
@@ -166,6 +187,9 @@ class NodeDir:
                         manifest_item(new, generation.manifest),
                     ]
                 )
+                if self.key_owner is not None:
+                    # Before the swap: Vault's user must be able to read the key it is shown.
+                    os.chown(new / key_name, *self.key_owner)
                 self._replace_link(DATA_LINK, new.name)
             except BaseException:
                 shutil.rmtree(new, ignore_errors=True)
@@ -359,7 +383,7 @@ class Distributor:
         should_stop: Callable[[], bool],
     ) -> None:
         self.cfg = cfg
-        self.node = NodeDir(cfg.dest_dir, cfg.cert_name, cfg.key_name)
+        self.node = NodeDir(cfg.dest_dir, cfg.cert_name, cfg.key_name, key_owner=cfg.key_owner)
         self._sleep = sleep
         self._should_stop = should_stop
         self._reports: dict[str, str] = {}

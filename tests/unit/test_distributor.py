@@ -19,12 +19,19 @@ from entrypoint.distributor import (
     NodeDir,
     ReloadMode,
     force_update_once,
+    parse_owner,
     probe_target,
     read_generation,
 )
-from entrypoint.errors import DockerUnavailable, ServiceUpdateConflict, SourceNotReady
+from entrypoint.errors import (
+    ConfigError,
+    DockerUnavailable,
+    ServiceUpdateConflict,
+    SourceNotReady,
+)
 from entrypoint.manifest import MANIFEST_NAME
 from entrypoint.reloader import Reloader, ReloaderConfig
+from tests.helpers import need
 
 CERT, KEY = "STAR.iklim.co.full.crt", "STAR.iklim.co_key.pem"
 
@@ -105,6 +112,18 @@ def test_install_layout(published: Published, tmp_path: Path) -> None:
     assert stat.S_IMODE((root / CERT).stat().st_mode) == 0o644
     assert node.current() is not None
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_install_hands_the_key_to_vaults_user(published: Published, tmp_path: Path) -> None:
+    need(os.getuid() == 0, "chown to another user needs root")
+    node = NodeDir(tmp_path / "node", CERT, KEY, key_owner=parse_owner("4321:1234"))
+    published.publish()
+    node.install(read_generation(published.dir, CERT, KEY))
+    key = (node.root / KEY).stat()
+    assert (key.st_uid, key.st_gid, stat.S_IMODE(key.st_mode)) == (4321, 1234, 0o600)
+    assert parse_owner("100") == (100, 100) and parse_owner(None) is None
+    with pytest.raises(ConfigError, match="not UID or UID:GID"):
+        parse_owner("vault")
 
 
 def test_install_replaces_legacy_files_and_prunes(published: Published, tmp_path: Path) -> None:
