@@ -35,6 +35,7 @@ if mode == "orphans":
     # Grandchildren whose parent exits at once: they are re-parented to PID 1 / the subreaper.
     for _ in range(5):
         subprocess.Popen(["sh", "-c", "sleep 0.3 & exit 0"]).wait()
+print("fake-server argv=" + " ".join(sys.argv[1:]), flush=True)
 print("fake-server ready pid=%d" % os.getpid(), flush=True)
 if mode == "exit3":
     sys.exit(3)
@@ -60,8 +61,11 @@ def fake_server(
 def test_forwards_every_signal_and_exits_with_the_servers_code(
     node: LocalNode, launcher: Launcher, key_path: Path, tmp_path: Path
 ) -> None:
-    proc = launcher.run(node, key_path, VAULT_BINARY=fake_server(tmp_path, code=7))
+    proc = launcher.run(
+        node, key_path, "run", "--", "-log-level=debug", VAULT_BINARY=fake_server(tmp_path, code=7)
+    )
     proc.wait_for(r"fake-server ready")
+    assert f"fake-server argv=server -config={node.config_path} -log-level=debug" in proc.output()
     for sig in (signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         proc.signal(sig)
         proc.wait_for(rf"fake-server got {sig.name}")

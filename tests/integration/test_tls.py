@@ -162,3 +162,24 @@ def test_bad_certificates_stop_before_the_server_starts(
     assert re.search(r"level=error component=cli event=failed .*" + expected, out), out
     assert "event=server_started" not in out
     assert not marker.exists()
+
+
+def test_certificates_arriving_late_are_waited_for(
+    node: LocalNode,
+    templates: Callable[[int, int], Template],
+    launcher: Launcher,
+    key_path: Path,
+    pki: Pki,
+) -> None:
+    """A new node: the distributor syncs the pair after Vault's task has started."""
+    template = templates(1, 1)
+    with_data(node, template)
+    write_key_file(key_path, template.keys[0])
+    for name in (node.cert_name, node.key_name):
+        (node.certs_dir / name).unlink()
+    proc = launcher.run(node, key_path, VAULT_ENTRYPOINT_CERTS_WAIT="30")
+    proc.wait_for(r"level=warning component=runner event=certs_waiting")
+    assert "event=server_started" not in proc.output()
+    devpki.write_pair(node.certs_dir, node.cert_name, node.key_name, pki.leaf, pki.ca)
+    proc.wait_for(r"event=certs_ok")
+    proc.wait_for(UNSEALED)
