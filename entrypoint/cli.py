@@ -398,3 +398,8 @@ from entrypoint.companion_cli import distributor, reloader  # noqa: E402
 
 cli.add_command(reloader)
 cli.add_command(distributor)
+
+# Operator tooling (issue 5): bootstrap/rotation; heavy imports load only when it runs.
+from entrypoint import bootstrap as _bootstrap  # noqa: E402
+
+cli.add_command(_bootstrap.make_command())
