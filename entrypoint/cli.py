@@ -403,3 +403,7 @@ cli.add_command(distributor)
 from entrypoint import bootstrap as _bootstrap  # noqa: E402
 
 cli.add_command(_bootstrap.make_command())
+
+from entrypoint import verify as _verify  # noqa: E402
+
+cli.add_command(_verify.make_command())
