@@ -4,6 +4,7 @@ the secret that bootstrap creates and swaps in."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets as pysecrets
 import subprocess
@@ -125,25 +126,23 @@ class Deployed:
         return [t for t in texts if not t.startswith("#")]
 
 
-@pytest.fixture(scope="module")
-def deployed(
-    swarm: Any, vault_image: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Deployed]:
-    """The stack with one uninitialized replica, mounting a placeholder secret."""
-    root = tmp_path_factory.mktemp("bootstrap-stack")
-    stack = Stack(swarm, vault_image, root / "stack")
-    port = int(stack.env["VAULT_PORT"])
+@contextlib.contextmanager
+def uninitialized_stack(swarm: Any, image: str, root: Path) -> Iterator[Deployed]:
+    """The stack with one uninitialized replica, mounting a placeholder secret; removed after,
+    with every secret under the test's own prefix."""
+    stack = Stack(swarm, image, root / "stack")
     ca_file = root / "ca.pem"
     ca_file.write_bytes(stack.ca.cert_pem)
     (root / "backup").mkdir()
     state = Deployed(
         stack,
         f"vetest-unseal-{pysecrets.token_hex(3)}",
-        port,
+        int(stack.env["VAULT_PORT"]),
         ca_file,
         root / "backup",
         root / "root-token",
     )
+    leaks: list[str] = []
     try:
         stack.prepare()
         stack.deploy(
@@ -162,7 +161,15 @@ def deployed(
             for secret in swarm.secrets.list(filters={"name": state.prefix}):
                 if secret.name.startswith(state.prefix + "-"):
                     secret.remove()
-        assert not leaks, f"key or token text in bootstrap output: {leaks}"
+    assert not leaks, f"key or token text in bootstrap output: {leaks}"
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    swarm: Any, vault_image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    with uninitialized_stack(swarm, vault_image, tmp_path_factory.mktemp("bootstrap")) as state:
+        yield state
 
 
 def test_bootstrap_initializes_and_the_replica_unseals_from_the_new_secret(
