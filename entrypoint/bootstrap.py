@@ -653,6 +653,7 @@ def _found_initialized(
             + (f"mounts {mounted.get('SecretName')}" if mounted else "not found or no key mounted")
         )
         if cfg.adopt_key_file is not None:
+            check_prefix(cfg.secret_prefix)
             keys = read_key_file(cfg.adopt_key_file)
             check_dir_writable(cfg.backup_dir)
             secret, _ = _store(client, cfg, keys, status.threshold or len(keys))
