@@ -751,12 +751,17 @@ def _rekey(
         raise
     try:
         rekey.verify(new_keys[:threshold], verify_nonce)
-    except BaseException:
-        with contextlib.suppress(Exception):
+    except Exception:
+        with contextlib.suppress(EntrypointError):
             rekey.cancel()
         raise RotationFailed(
             f"rekey verification failed: the old keys stay in force; {secret.name} is unused"
         ) from None
+    except BaseException:
+        # Interrupted: cancel so the old keys stay in force; a re-run removes the unused secret.
+        with contextlib.suppress(EntrypointError):
+            rekey.cancel()
+        raise
     logs.event(log, "rekeyed", secret=secret.name, shares=shares, threshold=threshold)
     return secret
 

@@ -161,8 +161,10 @@ def replica_addrs(
         ports = (task.get("Status", {}).get("PortStatus") or {}).get("Ports") or []
         for port in ports:
             if port.get("TargetPort") == cfg.vault_port and port.get("PublishMode") == "host":
-                addr = nodes.get(task.get("NodeID", ""), ("", ""))[1] or "127.0.0.1"
-                found.append(f"https://{addr}:{port['PublishedPort']}")
+                host = nodes.get(task.get("NodeID", ""), ("", ""))[1] or "127.0.0.1"
+                addr = f"https://{host}:{port['PublishedPort']}"
+                if addr not in found:  # Docker lists a host port once per address family
+                    found.append(addr)
     for addr in cfg.vault_addrs:
         if addr not in found:
             found.append(addr)
