@@ -215,8 +215,12 @@ def _errors(exc: Any) -> str:
 
 def wait_listening(connector: Connector, deadline: float, poll: float) -> SealStatus:
     from entrypoint import waits
+    from entrypoint.errors import VaultTLSError
 
-    for attempt in waits.until_deadline(deadline, poll, (VaultUnreachable,), time.sleep, _never):
+    # A listener that is still starting (or a published port with no server behind it yet)
+    # drops the handshake: retried too, and reported as it was when the deadline passes.
+    retry_on = (VaultUnreachable, VaultTLSError)
+    for attempt in waits.until_deadline(deadline, poll, retry_on, time.sleep, _never):
         with attempt:
             return connector.seal_status()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
