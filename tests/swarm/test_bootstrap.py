@@ -262,3 +262,37 @@ def test_rotation_interrupted_after_the_rekey_is_completed_by_a_rerun(
     deployed.stack.converged(1, 60, "the replica unsealed with the resumed secret")
     status = deployed.connector().seal_status()
     assert status.initialized and not status.sealed
+
+
+def test_rotation_interrupted_before_verification_keeps_the_old_keys_and_reruns(
+    deployed: Deployed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [old] = deployed.ours()
+    old_keys = deployed.backup_of(old)
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # stopped after the new secret was stored, before verification
+
+    with monkeypatch.context() as patch:
+        patch.setattr(bootstrap.KeyRotation, "verify", interrupted)
+        cfg = deployed.cfg(rotate=True, unseal_key_file=old_keys, token_file=deployed.token_file)
+        with pytest.raises(KeyboardInterrupt):
+            bootstrap.rotate(cfg, deployed.connector())
+
+    versions = deployed.ours()
+    assert len(versions) == 2 and versions[0].id == old.id
+    unused = versions[1]
+    # Never verified: the mounted secret's keys are still the ones in force.
+    assert deployed.valid(old_keys)
+    assert not deployed.valid(deployed.backup_of(unused))
+
+    code, out = deployed.run(
+        "--rotate", "--unseal-key-file", str(old_keys), "--token-file", str(deployed.token_file)
+    )
+    assert code == 0, out + deployed.stack.logs()
+    assert "event=stale_secret_removed" in out and "event=rotation_resumed" not in out
+    [final] = deployed.ours()
+    assert final.id not in {old.id, unused.id}
+    assert deployed.mounted()["SecretID"] == final.id  # type: ignore[index]
+    assert deployed.valid(deployed.backup_of(final))
+    deployed.stack.converged(1, 60, "the replica unsealed with the final secret")
