@@ -14,7 +14,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from bench import unseal_latency, wrapper_cost
+from bench import rotation, unseal_latency, wrapper_cost
 from bench.common import ROOT, machine, prepare, summary
 
 OUT = ROOT / "bench"
@@ -121,11 +121,9 @@ def main() -> None:
         "  hvac ~1.5 MB, on top of ~11 MB for the interpreter. About 21 MB of the total is",
         "  file-backed (shared libraries, shareable between processes).",
         "",
-        "## 3-5. Rotation downtime, propagation, timeline plot",
-        "",
-        "Not measured yet: they need the Swarm stack benchmarks (see the issue).",
-        "",
     ]
+    # Parts 3-5: the Swarm stack (writes bench/rotation.json and the timeline PNG too).
+    lines += rotation.section()
     (OUT / "RESULTS.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
