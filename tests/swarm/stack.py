@@ -125,7 +125,9 @@ class Stack:
             "VAULT_NODE_CONSTRAINT": "node.role==manager",
             "RELOADER_NODE_CONSTRAINT": "node.role==manager",
             "VAULT_PORT_MODE": "host",
-            "VAULT_PORT": "0",
+            # One replica: a fixed free port on the host. Several replicas on this one node
+            # deploy with VAULT_PORT=0 (a random host port per task; see host_port()).
+            "VAULT_PORT": str(_free_port()),
             "VAULT_CERTS_HOST_DIR": str(self.node_dir),
             "CERT_STORAGE_DIR": str(self.storage_dir),
             "SWAG_CONFIG_VOLUME": self.swag_volume,
@@ -366,6 +368,8 @@ class Stack:
     def bootstrap(self, replicas: int = 3, deadline: float = 240) -> list[Replica]:
         """Deploy one replica, initialize it, create the secret, then scale out: the others
         join through retry_join and every replica is unsealed by its entrypoint."""
+        if replicas > 1:
+            self.env["VAULT_PORT"] = "0"
         # The secret must exist before the first deploy; it is replaced once Vault has a key.
         self.deploy(VAULT_UNSEAL_SECRET=self.create_secret(b"not-initialized-yet\n"))
         first: Replica = eventually(
@@ -426,6 +430,12 @@ class Stack:
                 except docker.errors.APIError:
                     time.sleep(1)  # still referenced by a service being removed
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _free_port() -> int:
+    from entrypoint.devserver import free_port
+
+    return free_port()
 
 
 def _text(data: bytes | str | None) -> str:

@@ -163,6 +163,8 @@ def test_rotation_restart_mode(stack: Stack) -> None:
     assert stack.force_update_count() == force + 1
     assert all(r.task_id != before[r.slot] for r in replicas)
     assert "event=vault_restarted" in _distributor_log(stack)
+    # The distributor's own check of the served certificate passes too.
+    eventually(lambda: "event=vault_serving" in _distributor_log(stack), 120, "event=vault_serving")
 
 
 def test_rotation_sighup_mode_never_sealed(stack: Stack) -> None:
@@ -203,6 +205,11 @@ def test_rotation_sighup_mode_never_sealed(stack: Stack) -> None:
     assert stack.force_update_count() == force
     _assert_served_not_after(stack, replicas, leaf.cert.not_valid_after_utc)
     assert "event=vault_signalled" in _distributor_log(stack)
+    eventually(
+        lambda: _distributor_log(stack).count("event=vault_serving") >= 2,
+        60,
+        "the distributor's served-certificate check in sighup mode",
+    )
 
 
 def _distributor_running_with_sighup(stack: Stack) -> bool:
