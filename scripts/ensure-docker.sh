@@ -73,7 +73,10 @@ else
     say "starting dockerd (log $DOCKERD_LOG, pidfile $DOCKERD_PIDFILE)"
     # setsid + nohup: dockerd outlives this script and the caller's terminal or job.
     # 9>&-: the lock must not be inherited, or dockerd would hold it for its whole life.
-    setsid nohup dockerd --pidfile "$DOCKERD_PIDFILE" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
+    # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: Swarm tasks use a local image as it is instead of
+    # trying a registry first (none is reachable here; images are built locally).
+    DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=${DOCKER_SERVICE_PREFER_OFFLINE_IMAGE:-1} \
+        setsid nohup dockerd --pidfile "$DOCKERD_PIDFILE" >>"$DOCKERD_LOG" 2>&1 </dev/null 9>&- &
     wait_for_engine
     say "engine up: $(docker version --format '{{.Server.Version}}')"
 fi

@@ -206,7 +206,18 @@ class Stack:
     def deploy(self, **overrides: str) -> None:
         self.env.update(overrides)
         env = {**os.environ, **self.env}
-        docker_cli("stack", "deploy", "--prune", "-c", str(STACK_FILE), self.name, env=env)
+        # Local images only: asking a registry for their digest fails here (none reachable).
+        docker_cli(
+            "stack",
+            "deploy",
+            "--prune",
+            "--resolve-image",
+            "never",
+            "-c",
+            str(STACK_FILE),
+            self.name,
+            env=env,
+        )
 
     # --- observation ------------------------------------------------------------------------
 
