@@ -102,6 +102,11 @@ class VaultSealed(VaultError):
     exit_code = ExitCode.HEALTH_SEALED
 
 
+class UnsealPending(VaultSealed):
+    """Vault took every share without an error and is still sealed: a raft follower that has
+    just joined is catching up. Not a rejected key."""
+
+
 # --- certificate delivery (reloader and distributor) ---------------------------------------
 
 

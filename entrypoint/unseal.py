@@ -15,6 +15,7 @@ from entrypoint.errors import (
     EntrypointError,
     NotEnoughShares,
     UnsealKeyRejected,
+    UnsealPending,
     VaultNotInitialized,
     VaultTLSError,
     VaultUnreachable,
@@ -47,8 +48,9 @@ def unseal_once(connector: Connector, key_file: Path) -> SealStatus:
         status = connector.submit_share(share)
         if not status.sealed:
             return status
-    raise UnsealKeyRejected(
-        f"Vault is still sealed after {len(shares)} share(s) (threshold {status.threshold})"
+    # A wrong share is refused with an error (raised by submit_share); this is not that.
+    raise UnsealPending(
+        f"Vault accepted {len(shares)} share(s) and is still sealed (raft follower catching up?)"
     )
 
 
@@ -132,6 +134,8 @@ class Unsealer:
             logs.event(log, "vault_unreachable", reason=str(exc), **details)
         elif isinstance(exc, VaultTLSError):
             logs.event(log, "vault_tls_untrusted", logging.ERROR, reason=str(exc), **details)
+        elif isinstance(exc, UnsealPending):
+            logs.event(log, "unseal_pending", reason=str(exc), **details)
         elif isinstance(exc, VaultNotInitialized):
             logs.event(log, "vault_not_initialized", logging.WARNING, reason=str(exc), **details)
         elif isinstance(exc, EntrypointError):

@@ -20,6 +20,7 @@ from entrypoint.errors import (
     NotEnoughShares,
     UnsealKeyRejected,
     UnsealKeyUnavailable,
+    UnsealPending,
     VaultNotInitialized,
     VaultTLSError,
     VaultUnreachable,
@@ -109,6 +110,7 @@ def _sleeper(wait: Callable[[float], Any]) -> Callable[[float], None]:
 
 
 RETRYABLE = (
+    UnsealPending,
     VaultUnreachable,
     VaultTLSError,
     VaultNotInitialized,
@@ -130,6 +132,7 @@ def unseal_retrying(
             VaultUnreachable: listener_backoff(cap),
             VaultTLSError: key_unavailable_poll(cap),
             VaultNotInitialized: not_initialized_poll(cap),
+            UnsealPending: not_initialized_poll(cap),
             UnsealKeyUnavailable: key_unavailable_poll(cap),
             UnsealKeyRejected: rejected_backoff(timings.rejected_backoff),
             NotEnoughShares: rejected_backoff(timings.rejected_backoff),

@@ -15,8 +15,10 @@ import tenacity
 
 from entrypoint import files, logs, waits
 from entrypoint.config import resolve_binary, server_environment
-from entrypoint.errors import ServerNotFound, UnsealKeyRejected, VaultUnreachable
+from entrypoint.errors import ServerNotFound, UnsealKeyRejected, UnsealPending, VaultUnreachable
 from entrypoint.supervisor import exit_code_from_status
+from entrypoint.unseal import unseal_once
+from entrypoint.vault import SealStatus
 
 
 def _record(**fields: object) -> logging.LogRecord:
@@ -124,3 +126,38 @@ def test_atomic_write_mode_and_no_temp_left_on_failure(tmp_path: Path) -> None:
 
 def test_digest_separates_chunks() -> None:
     assert files.digest([b"a", b"bc"]) != files.digest([b"ab", b"c"])
+
+
+class _StubConnector:
+    """Seal statuses in a row, as Vault would answer them (the logic under test is ours)."""
+
+    def __init__(self, *statuses: SealStatus) -> None:
+        self._statuses = list(statuses)
+        self.submitted = 0
+        self.resets = 0
+
+    def seal_status(self) -> SealStatus:
+        return self._statuses[0]
+
+    def reset_unseal(self) -> SealStatus:
+        self.resets += 1
+        return self._statuses[0]
+
+    def submit_share(self, share: object) -> SealStatus:
+        self.submitted += 1
+        return self._statuses[min(self.submitted, len(self._statuses) - 1)]
+
+
+def _status(sealed: bool, progress: int = 0, threshold: int = 1) -> SealStatus:
+    return SealStatus(True, sealed, threshold, 1, progress, "2.7.2")
+
+
+def test_shares_taken_but_still_sealed_is_pending_not_rejected(tmp_path: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
+    connector = _StubConnector(_status(True, progress=1, threshold=1), _status(True))
+    with pytest.raises(UnsealPending):
+        unseal_once(connector, key)  # type: ignore[arg-type]
+    assert (connector.resets, connector.submitted) == (1, 1)
+    unsealed = _StubConnector(_status(True), _status(False))
+    assert unseal_once(unsealed, key).sealed is False  # type: ignore[arg-type]
