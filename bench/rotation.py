@@ -2,7 +2,7 @@
 
     python -m bench.rotation            # only parts 3-5: bench/rotation.json, the PNG, and the
                                         # part 3-5 section of bench/RESULTS.md rewritten in place
-    BENCH_ROTATIONS=3 BENCH_IMAGE=vault-entrypoint:local python -m bench.rotation
+    BENCH_ROTATIONS=5 BENCH_IMAGE=vault-entrypoint:local python -m bench.rotation
 
 docker-stack-vault.yml is deployed under a unique name (tests.swarm.stack.Stack: three raft
 replicas, bootstrapped as in the seed) and a sampler service (bench/sampler.py) joins the
@@ -132,7 +132,9 @@ class SamplerService:
 
     def container(self) -> Any:
         found = self.client.containers.list(
-            all=True, filters={"label": f"com.docker.swarm.service.name={self.name}"}
+            all=True,
+            filters={"label": f"com.docker.swarm.service.name={self.name}"},
+            ignore_removed=True,
         )
         return found[0] if found else None
 
@@ -199,7 +201,8 @@ def _wait(check: Any, deadline: float, what: str, interval: float = 1.0) -> Any:
 def _distributor_containers(stack: Any) -> list[Any]:
     return list(
         stack.client.containers.list(
-            filters={"label": f"com.docker.swarm.service.name={stack.service('cert-distributor')}"}
+            filters={"label": f"com.docker.swarm.service.name={stack.service('cert-distributor')}"},
+            ignore_removed=True,
         )
     )
 
@@ -290,15 +293,22 @@ def log_events(stack: Any) -> list[dict[str, Any]]:
     """The entrypoint's events of interest from every task container (stopped ones too)."""
     import datetime as dt
 
+    import docker.errors
+
     found = []
     for short in ("vault", "cert-reloader", "cert-distributor"):
         for container in stack.client.containers.list(
-            all=True, filters={"label": f"com.docker.swarm.service.name={stack.service(short)}"}
+            all=True,
+            filters={"label": f"com.docker.swarm.service.name={stack.service(short)}"},
+            ignore_removed=True,
         ):
             task = container.labels.get("com.docker.swarm.task.name", "")
             parts = task.split(".")
             slot = int(parts[1]) if short == "vault" and len(parts) >= 3 else None
-            text = container.logs().decode(errors="replace")
+            try:
+                text = container.logs().decode(errors="replace")
+            except docker.errors.NotFound:  # pruned by Swarm's task history meanwhile
+                continue
             for line in text.splitlines():
                 match = LOG_LINE.match(line)
                 if match is None or match.group(2) not in EVENTS:
@@ -485,6 +495,7 @@ def measure(rotations: int) -> dict[str, Any]:
     stack.env.update(INTERVALS)
     sampler = SamplerService(client, stack)
     done: list[Rotation] = []
+    seen: dict[tuple[Any, ...], dict[str, Any]] = {}
     started = time.monotonic()
     try:
         stack.prepare()
@@ -500,21 +511,18 @@ def measure(rotations: int) -> dict[str, Any]:
                 time.sleep(PRE + 1)
                 done.append(rotate(stack, mode, index))
                 time.sleep(POST + 1)
+                # Now: Swarm prunes the containers of replaced tasks (task history limit).
+                for event in log_events(stack):
+                    seen[(event["t"], event["service"], event["slot"], event["event"])] = event
         records = sampler.records()
-        events = log_events(stack)
+        events = sorted(seen.values(), key=lambda e: e["t"])
         image_id = client.images.get(image).id
     except BaseException:
         with contextlib.suppress(Exception):
             print(stack.all_logs()[-20000:])
         raise
     finally:
-        sampler.remove()
-        stack.remove()
-        if built:
-            import docker.errors
-
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(image)
+        cleanup(sampler, stack, image if built else None)
         client.close()
     samples = [r for r in records if r.get("ev") == "s"]
     interval = float(SAMPLER["SAMPLER_INTERVAL"])
@@ -547,6 +555,33 @@ def measure(rotations: int) -> dict[str, Any]:
         "rotations": analysed,
         "summary": summarise(analysed),
     }
+
+
+def cleanup(sampler: SamplerService, stack: Any, image: str | None) -> None:
+    """Remove what this run created; a failing step is retried and never hides the results.
+
+    Stack.remove() lists containers while Swarm deletes them (a container can vanish between
+    the list and its inspect), so it is run again on an error: every step is idempotent.
+    """
+    import docker.errors
+
+    steps: list[tuple[str, Any]] = [("sampler service", sampler.remove), ("stack", stack.remove)]
+    if image is not None:
+        steps.append(("image", lambda: stack.client.images.remove(image)))
+    for what, step in steps:
+        for attempt in range(1, 4):
+            try:
+                step()
+                break
+            except docker.errors.NotFound:
+                if what == "image":
+                    break
+                time.sleep(2)
+            except Exception as exc:
+                _say(f"removing the {what} failed (attempt {attempt}): {exc!s:.300}")
+                time.sleep(2)
+        else:
+            _say(f"could not remove the {what} of stack {stack.name}: remove it by that name")
 
 
 def client_version() -> str:
@@ -619,7 +654,8 @@ def markdown(doc: dict[str, Any]) -> list[str]:
         "### 3. Downtime per replica (sealed or unreachable)",
         "",
         f"Seconds each replica was not answering `sealed=false` per rotation (median / max over"
-        f" {n} rotations) and the share of failed requests (all rotations):",
+        f" {n} rotations) and the share of failed requests (all rotations; a share depends on"
+        " the window's length, the seconds do not):",
         "",
         "A replaced task (restart mode) is listed in `tasks.<service>` only once its Docker"
         " healthcheck passes (`vault-entrypoint health`: unsealed), so the sampler cannot reach it"
@@ -724,7 +760,7 @@ def replace_section(results: Path, lines: list[str]) -> None:
 
 def section() -> list[str]:
     """Run parts 3-5 and return their RESULTS.md section (a failure is reported, not hidden)."""
-    rotations = int(os.environ.get("BENCH_ROTATIONS", "3"))
+    rotations = int(os.environ.get("BENCH_ROTATIONS", "5"))
     try:
         doc = measure(rotations)
     except (KeyboardInterrupt, SystemExit):
