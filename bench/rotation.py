@@ -480,6 +480,36 @@ def summarise(rotations: list[dict[str, Any]]) -> dict[str, Any]:
 # --- the measurement -------------------------------------------------------------------------
 
 
+def bootstrap(stack: Any, replicas: int, deadline: float) -> None:
+    """Three raft replicas, unsealed: one deployed and initialized (`bao operator init` in its
+    container), its key in a new Docker secret, then scaled out; the others join through
+    retry_join and every entrypoint unseals its replica.
+
+    The bench's own sequence of Stack's primitives, with a random host port per task from the
+    first deploy on: a Stack.bootstrap that started on a fixed port left the scaled-out tasks
+    pending ("host-mode port already in use") on this engine.
+    """
+    from tests.swarm.stack import BAO_ENV
+
+    stack.env["VAULT_PORT"] = "0"
+    stack.deploy(VAULT_UNSEAL_SECRET=stack.create_secret(b"not-initialized-yet\n"))
+    first = _wait(
+        lambda: next((r for r in stack.replicas() if stack.status(r) is not None), None),
+        120,
+        "the first replica's server to answer",
+    )
+    code, out = stack.exec(
+        first, "bao", "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json",
+        env=BAO_ENV,
+    )  # fmt: skip
+    if code != 0:
+        raise RuntimeError(f"bao operator init failed ({code}): {out[-2000:]}")
+    key = json.loads(out)["unseal_keys_b64"][0]
+    secret = stack.create_secret(f"{key}\n".encode())
+    stack.deploy(VAULT_UNSEAL_SECRET=secret, VAULT_REPLICAS=str(replicas))
+    stack.converged(replicas, deadline, f"{replicas} replicas unsealed and healthy")
+
+
 def measure(rotations: int) -> dict[str, Any]:
     import docker
 
@@ -500,7 +530,7 @@ def measure(rotations: int) -> dict[str, Any]:
     try:
         stack.prepare()
         _say(f"stack {stack.name}: bootstrap of 3 raft replicas")
-        stack.bootstrap(replicas=3, deadline=300)
+        bootstrap(stack, 3, 300)
         _say(f"3 replicas unsealed after {time.monotonic() - started:.0f}s; starting the sampler")
         sampler.start()
         sampler.wait_ready(3, 120)
