@@ -287,7 +287,9 @@ class Stack:
         """Every task container's own log, stopped ones included: what a failure dump needs."""
         chunks = []
         for container in self.client.containers.list(
-            all=True, filters={"label": f"{SERVICE_LABEL}={self.service(short)}"}
+            ignore_removed=True,
+            all=True,
+            filters={"label": f"{SERVICE_LABEL}={self.service(short)}"},
         ):
             task = container.labels.get(TASK_NAME_LABEL, container.name)
             text = container.logs(timestamps=True).decode(errors="replace")
@@ -417,7 +419,9 @@ class Stack:
         label = f"com.docker.stack.namespace={self.name}"
         end = time.monotonic() + 90
         while time.monotonic() < end:
-            if not self.client.containers.list(all=True, filters={"label": label}):
+            if not self.client.containers.list(
+                all=True, filters={"label": label}, ignore_removed=True
+            ):
                 break
             time.sleep(1)
         import docker.errors
