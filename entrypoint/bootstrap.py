@@ -401,6 +401,7 @@ def swap_secret(client: Any, service_name: str, new: SecretVersion) -> None:
 
     from entrypoint import waits
     from entrypoint.errors import ServiceUpdateConflict
+    from entrypoint.swarm import update_service_spec
 
     def attempt() -> None:
         current = client.api.inspect_service(service_name)
@@ -416,12 +417,7 @@ def swap_secret(client: Any, service_name: str, new: SecretVersion) -> None:
         refs.append({"SecretID": new.id, "SecretName": new.name, "File": file_spec})
         container_spec["Secrets"] = refs
         try:
-            client.api.update_service(
-                current["ID"],
-                current["Version"]["Index"],
-                task_template={"ContainerSpec": container_spec},
-                fetch_current_spec=True,
-            )
+            update_service_spec(client, current, {"ContainerSpec": container_spec})
         except docker.errors.APIError as exc:
             if "out of sequence" in str(exc):
                 raise ServiceUpdateConflict(

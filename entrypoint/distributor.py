@@ -49,6 +49,7 @@ from entrypoint.errors import (
 )
 from entrypoint.manifest import MANIFEST_NAME, Manifest, manifest_item, read_manifest
 from entrypoint.supervisor import STOPPING, SignalRecorder
+from entrypoint.swarm import update_service_spec
 
 log = logging.getLogger(__name__)
 
@@ -308,13 +309,7 @@ def force_update_once(
         force = int(spec.get("TaskTemplate", {}).get("ForceUpdate", 0)) + 1
         labels[FINGERPRINT_LABEL] = fingerprint
         try:
-            client.api.update_service(
-                current["ID"],
-                current["Version"]["Index"],
-                task_template={"ForceUpdate": force},
-                labels=labels,
-                fetch_current_spec=True,
-            )
+            update_service_spec(client, current, {"ForceUpdate": force}, labels)
         except docker.errors.APIError as exc:
             if "out of sequence" in str(exc):
                 raise ServiceUpdateConflict(f"service {service}: {_short(exc)}") from None

@@ -61,6 +61,8 @@ def test_restart_exactly_once_per_certificate(
 ) -> None:
     name = service.name
     args = ("--vault-reload", "restart", "--vault-service", name)
+    service.reload()
+    spec_before = service.attrs["Spec"]
     first_fp = shared.publish()
     # Two distributors at once (two nodes' worth of node dirs, both on this manager).
     node_a = distributors.start("node-a", *args)
@@ -71,6 +73,15 @@ def test_restart_exactly_once_per_certificate(
     assert spec_of(service) == (1, first_fp)
     assert distributors.output().count("event=vault_restarted") == 1
     assert "force_update=1" in distributors.output()
+
+    # Nothing else changed (no engine defaults written back): a later `docker stack deploy`
+    # of the unchanged stack file must not roll Vault again.
+    def ours_removed(spec: dict[str, Any]) -> dict[str, Any]:
+        template = {k: v for k, v in spec["TaskTemplate"].items() if k != "ForceUpdate"}
+        labels = {k: v for k, v in (spec.get("Labels") or {}).items() if k != FINGERPRINT_LABEL}
+        return {**spec, "TaskTemplate": template, "Labels": labels}
+
+    assert ours_removed(service.attrs["Spec"]) == ours_removed(spec_before)
 
     # A distributor restart: with its node dir nothing happens; on a fresh node it finds the
     # label and leaves the service alone.

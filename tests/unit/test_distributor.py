@@ -192,7 +192,10 @@ class FakeAPI:
     """The two low-level calls force_update_once makes, with Swarm's version check."""
 
     def __init__(self, conflicts: int = 0, racer_label: str | None = None) -> None:
-        self.spec: dict[str, Any] = {"Labels": {"keep": "me"}, "TaskTemplate": {}}
+        self.spec: dict[str, Any] = {
+            "Labels": {"keep": "me"},
+            "TaskTemplate": {"ContainerSpec": {"Image": "vault"}},
+        }
         self.version = 10
         self.updates: list[dict[str, Any]] = []
         self.conflicts = conflicts
@@ -214,7 +217,7 @@ class FakeAPI:
                 self.version += 1
             raise docker.errors.APIError("rpc error: update out of sequence")
         assert version == self.version
-        assert kw["fetch_current_spec"] is True
+        assert kw["fetch_current_spec"] is False  # the spec as inspected, no defaults added
         self.updates.append(kw)
         self.spec = {"Labels": kw["labels"], "TaskTemplate": kw["task_template"]}
         self.version += 1
@@ -229,6 +232,10 @@ def test_force_update_once_records_the_fingerprint() -> None:
     api = FakeAPI()
     assert force_update_once(FakeClient(api), "svc", "aa", lambda s: None, lambda: False) == 1
     assert api.updates[0]["labels"] == {"keep": "me", FINGERPRINT_LABEL: "aa"}
+    assert api.updates[0]["task_template"] == {
+        "ContainerSpec": {"Image": "vault"},
+        "ForceUpdate": 1,
+    }
     assert force_update_once(FakeClient(api), "svc", "aa", lambda s: None, lambda: False) is None
     assert force_update_once(FakeClient(api), "svc", "bb", lambda s: None, lambda: False) == 2
     assert len(api.updates) == 2
