@@ -36,6 +36,8 @@ def test_image_runs_as_non_root_with_healthcheck_and_entrypoint(
     assert config["User"] == "vault:vault"
     assert config["Entrypoint"] == ["vault-entrypoint", "run"]
     assert config["Healthcheck"]["Test"] == ["CMD", "vault-entrypoint", "health"]
+    # No image VOLUME: every companion task and one-off run would leave an anonymous volume.
+    assert not config.get("Volumes")
     assert _run(docker_client, vault_image, "-u", entrypoint="id").strip() == "100"
     hcl = _run(docker_client, vault_image, "/vault/config/vault.hcl", entrypoint="cat")
     for needle in ('storage "raft"', '"0.0.0.0:8200"', '"0.0.0.0:8201"', "/vault/certs/"):
