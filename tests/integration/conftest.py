@@ -172,6 +172,13 @@ def with_data(node: LocalNode, template: Template) -> LocalNode:
     return node
 
 
+def sealed(node: LocalNode, template: Template, key_path: Path) -> Template:
+    """The node holds the template's (sealed) data and the secret file its first key."""
+    with_data(node, template)
+    write_key_file(key_path, template.keys[0])
+    return template
+
+
 def write_key_file(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     files.atomic_write(path, text.encode(), files.KEY_MODE)

@@ -15,7 +15,7 @@ import pytest
 from entrypoint.devserver import LocalNode
 from tests.helpers import need
 from tests.helpers.proc import children_of, descendants, process_state, wait_until
-from tests.integration.conftest import Launcher, Template, with_data, write_key_file
+from tests.integration.conftest import Launcher, Template, sealed
 
 FAKE_SERVER = """\
 #!{python}
@@ -111,9 +111,7 @@ def test_real_server_sigterm_sighup_and_sigkill(
     launcher: Launcher,
     key_path: Path,
 ) -> None:
-    template = templates(1, 1)
-    with_data(node, template)
-    write_key_file(key_path, template.keys[0])
+    sealed(node, templates(1, 1), key_path)
 
     proc = launcher.run(node, key_path)
     proc.wait_for(r"event=unsealed")

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from entrypoint import devpki, files
 from entrypoint.certs import fingerprint, served_certificate
 from entrypoint.devserver import LocalNode
-from tests.integration.conftest import Launcher, Pki, Template, with_data, write_key_file
+from tests.integration.conftest import Launcher, Pki, Template, sealed
 
 UNSEALED = r"event=unsealed "
 
@@ -41,9 +41,7 @@ def test_untrusted_server_gets_no_key_unless_skip_verify(
     trust: str,
     expected: str,
 ) -> None:
-    template = templates(1, 1)
-    with_data(node, template)
-    write_key_file(key_path, template.keys[0])
+    sealed(node, templates(1, 1), key_path)
     other_ca = tmp_path / "other-ca.pem"
     other_ca.write_bytes(pki.other_ca.cert_pem)
     env = (
@@ -73,9 +71,7 @@ def test_hot_reload_serves_new_pair_without_sealing(
     key_path: Path,
     pki: Pki,
 ) -> None:
-    template = templates(1, 1)
-    with_data(node, template)
-    write_key_file(key_path, template.keys[0])
+    sealed(node, templates(1, 1), key_path)
     proc = launcher.run(node, key_path)
     proc.wait_for(UNSEALED)
     old = served_fingerprint(node)
@@ -172,9 +168,7 @@ def test_certificates_arriving_late_are_waited_for(
     pki: Pki,
 ) -> None:
     """A new node: the distributor syncs the pair after Vault's task has started."""
-    template = templates(1, 1)
-    with_data(node, template)
-    write_key_file(key_path, template.keys[0])
+    sealed(node, templates(1, 1), key_path)
     for name in (node.cert_name, node.key_name):
         (node.certs_dir / name).unlink()
     proc = launcher.run(node, key_path, VAULT_ENTRYPOINT_CERTS_WAIT="30")

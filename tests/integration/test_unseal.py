@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.devserver import LocalNode
-from tests.integration.conftest import KNOWN, Launcher, Template, with_data, write_key_file
+from tests.integration.conftest import KNOWN, Launcher, Template, sealed, with_data, write_key_file
 
 UNSEALED = r"event=unsealed attempts=(\d+)"
 
@@ -146,9 +146,7 @@ def test_slow_listener_is_retried(
     bao: str,
     tmp_path: Path,
 ) -> None:
-    template = templates(1, 1)
-    with_data(node, template)
-    write_key_file(key_path, template.keys[0])
+    sealed(node, templates(1, 1), key_path)
     slow = tmp_path / "slow-bao"
     slow.write_text(f'#!/bin/sh\nsleep 2\nexec "{bao}" "$@"\n')
     slow.chmod(0o755)
@@ -226,9 +224,7 @@ def test_resealed_replica_is_unsealed_again_only_with_reunseal(
     key_path: Path,
     reunseal: bool,
 ) -> None:
-    template = templates(1, 1)
-    with_data(node, template)
-    write_key_file(key_path, template.keys[0])
+    template = sealed(node, templates(1, 1), key_path)
     proc = launcher.run(node, key_path, VAULT_ENTRYPOINT_REUNSEAL=str(reunseal).lower())
     proc.wait_for(UNSEALED)
     # An operator seals the replica (an intrusion response, say).
