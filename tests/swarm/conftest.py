@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.helpers import need
+from tests.swarm.distributor_helpers import Distributors, Shared
 from tests.swarm.stack import Stack
 
 
@@ -117,3 +119,19 @@ def _stack_logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     if report is not None and report.failed and "stack" in request.fixturenames:
         deployment = request.getfixturevalue("stack")
         print(f"\n===== logs of stack {deployment.name} =====\n{deployment.all_logs()[-30000:]}")
+
+
+# The distributor's Docker tests: a shared (published) dir and distributor processes.
+@pytest.fixture
+def shared(tmp_path: Path) -> Shared:
+    return Shared(tmp_path)
+
+
+@pytest.fixture
+def distributors(tmp_path: Path, shared: Shared) -> Iterator[Distributors]:
+    d = Distributors(tmp_path, shared)
+    try:
+        yield d
+    finally:
+        d.close()
+        assert "PRIVATE KEY" not in d.output()

@@ -9,17 +9,15 @@ import secrets
 import shutil
 import sys
 import tarfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from entrypoint import devpki
 from entrypoint.reloader import Reloader, ReloaderConfig
 from tests.helpers import need
 from tests.helpers.proc import Proc
+from tests.swarm import stack
 
 BUSYBOX = Path("/bin/busybox")
 # Keeps running, answers SIGHUP with a line on stdout (busybox sh; `wait` is interruptible).
@@ -125,9 +123,6 @@ class Distributors:
         return "\n".join(p.output() for p in self.procs)
 
 
-def eventually(check: Callable[[], bool], deadline: float, what: str) -> None:
-    end = time.monotonic() + deadline
-    while not check():
-        if time.monotonic() > end:
-            pytest.fail(f"{what} within {deadline}s")
-        time.sleep(0.1)
+def eventually(check: Callable[[], Any], deadline: float, what: str) -> Any:
+    """The stack helpers' poll, at the faster interval these single-process checks want."""
+    return stack.eventually(check, deadline, what, interval=0.1)

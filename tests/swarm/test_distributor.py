@@ -22,21 +22,6 @@ from tests.swarm.distributor_helpers import (
 
 
 @pytest.fixture
-def shared(tmp_path: Path) -> Shared:
-    return Shared(tmp_path)
-
-
-@pytest.fixture
-def distributors(tmp_path: Path, shared: Shared) -> Iterator[Distributors]:
-    d = Distributors(tmp_path, shared)
-    try:
-        yield d
-    finally:
-        d.close()
-        assert "PRIVATE KEY" not in d.output()
-
-
-@pytest.fixture
 def service(swarm: Any) -> Iterator[Any]:
     """A one-replica service on a local image, removed afterwards by its id."""
     image = busybox_image(swarm)

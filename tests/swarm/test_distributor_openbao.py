@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,21 +72,6 @@ def bao_image(client: Any) -> str:
     repository, _, tag = name.partition(":")
     client.api.import_image_from_data(buf.getvalue(), repository=repository, tag=tag)
     return name
-
-
-@pytest.fixture
-def shared(tmp_path: Path) -> Shared:
-    return Shared(tmp_path)
-
-
-@pytest.fixture
-def distributors(tmp_path: Path, shared: Shared) -> Iterator[Distributors]:
-    d = Distributors(tmp_path, shared)
-    try:
-        yield d
-    finally:
-        d.close()
-        assert "PRIVATE KEY" not in d.output()
 
 
 def test_sighup_changes_served_certificate_without_reseal(
