@@ -112,12 +112,13 @@ def _start_companions(
     from entrypoint.unseal import Unsealer
     from entrypoint.vault import Connector, VaultTarget
 
+    pair = cert_pair(cfg)
     target = VaultTarget(
         addr=cfg.addr,
         cacert=cfg.cacert,
         server_name=cfg.tls_server_name,
         skip_verify=cfg.skip_verify,
-        certs=cert_pair(cfg),
+        certs=pair,
     )
     connector = Connector(target, info.server_name())
     if cfg.skip_verify:
@@ -131,7 +132,7 @@ def _start_companions(
         logs.event(
             log,
             "tls_trust",
-            ca=str(cfg.cacert or target.certs.cert if target.certs else "-"),
+            ca=str(cfg.cacert or pair.cert),
             server_name=connector.server_name or target.host_port[0],
         )
     unsealer = Unsealer(
@@ -143,7 +144,7 @@ def _start_companions(
         started=started,
     )
     watcher = TLSWatcher(
-        cert_pair(cfg),
+        pair,
         cfg.cert_poll_interval,
         supervisor.send_signal,
         target.host_port,
