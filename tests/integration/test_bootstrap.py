@@ -120,7 +120,13 @@ def test_bootstrap_initializes_creates_the_secret_then_changes_nothing(
     assert stat.S_IMODE(backups[0].stat().st_mode) == 0o600
     shares = [ln for ln in backups[0].read_text().splitlines() if not ln.startswith("#")]
     assert len(shares) == 1
-    # The stored share is Vault's key: it unseals the (still sealed) server.
+    # Bootstrap unsealed the node it initialized (the cluster can form before the secret
+    # reaches the replicas) ...
+    assert status["sealed"] is False
+    assert "event=unsealed_after_init shares=1" in out
+    # ... and the stored share is Vault's key: sealed again, it unseals the server.
+    code_, _ = node.api("PUT", "/v1/sys/seal", token=token_file.read_text().strip())
+    assert code_ == 204 and node.seal_status()["sealed"] is True
     code_, doc = node.api("PUT", "/v1/sys/unseal", {"key": shares[0]})
     assert code_ == 200 and doc["sealed"] is False
 
@@ -160,6 +166,9 @@ def test_threshold_above_one_puts_the_threshold_shares_in_the_secret(
     launcher.outputs[-1] = out.replace(token_line[0], "root token: <printed on request>")
     assert code == 0, out
     assert node.seal_status()["t"] == 2
+    # Unsealed with exactly the threshold's shares (the ones the secret holds).
+    assert node.seal_status()["sealed"] is False
+    assert "event=unsealed_after_init shares=2" in out
     shares = [ln for ln in backup.read_text().splitlines() if not ln.startswith("#")]
     assert len(shares) == 3
     assert (

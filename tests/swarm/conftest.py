@@ -6,7 +6,6 @@ build the image once per session and deploy the stack once per module.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,9 +74,15 @@ def vault_image(docker_client: Any) -> Iterator[str]:
     finally:
         import docker.errors
 
-        # Still used by a container being removed: leave it (the tag is unique anyway).
-        with contextlib.suppress(docker.errors.APIError):
-            docker_client.images.remove(tag, noprune=False)
+        # Containers of a stack just removed may hold it for a few seconds more.
+        for _ in range(30):
+            try:
+                docker_client.images.remove(tag, noprune=False)
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:
+                time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +90,8 @@ def stack(
     swarm: Any, vault_image: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """docker-stack-vault.yml deployed under a unique name and bootstrapped: three replicas
-    on raft, one initialized by the test, two joined, all unsealed. Removed afterwards."""
+    on raft, one initialized by `vault-entrypoint bootstrap`, two joined, all unsealed.
+    Removed afterwards."""
     import time
 
     deployment = Stack(swarm, vault_image, tmp_path_factory.mktemp("stack"))

@@ -5,6 +5,8 @@ through `docker service logs`, `docker exec` and the health status, and a comple
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -116,6 +118,8 @@ class Stack:
         self.data_volume = f"{self.name}-data"
         self.secrets: list[str] = []
         self.init: InitResult | None = None
+        self.bootstrap_output = ""
+        self.relay: Any = None
         self.ca = devpki.make_ca()
         self.days = 60.0
         self.env: dict[str, str] = {
@@ -378,13 +382,28 @@ class Stack:
 
     # --- the seed's bootstrap ---------------------------------------------------------------
 
+    def node_port(self) -> int | None:
+        """The host port of the lowest-slot running replica (what the relay forwards to)."""
+        for replica in self.replicas():
+            with contextlib.suppress(KeyError, IndexError, TypeError, ValueError):
+                return self.host_port(replica)
+        return None
+
     def bootstrap(self, replicas: int = 3, deadline: float = 240) -> list[Replica]:
-        """Deploy one replica, initialize it, create the secret, then scale out: the others
-        join through retry_join and every replica is unsealed by its entrypoint."""
+        """The seed's bootstrap with the project's own command: deploy the replicas (waiting,
+        uninitialized), then run `vault-entrypoint bootstrap` from the host against the node's
+        Vault port. It initializes one replica, writes the backup and the root token, creates the
+        secret and swaps it into the service; Swarm rolls the replicas onto it, the others join
+        through retry_join, and every replica is unsealed by its entrypoint."""
+        from entrypoint.devserver import clean_env
+        from tests.helpers.proc import ENTRYPOINT
+        from tests.swarm.noderelay import NodeRelay
+
         if replicas > 1:
-            self.env["VAULT_PORT"] = "0"
-        # The secret must exist before the first deploy; it is replaced once Vault has a key.
-        self.deploy(VAULT_UNSEAL_SECRET=self.create_secret(b"not-initialized-yet\n"))
+            self.env["VAULT_PORT"] = "0"  # several replicas on this one node: random host ports
+        # The service needs a secret to start; bootstrap swaps its own in.
+        placeholder = self.create_secret(b"not-initialized-yet\n")
+        self.deploy(VAULT_UNSEAL_SECRET=placeholder, VAULT_REPLICAS=str(replicas))
         first: Replica = eventually(
             lambda: next((r for r in self.replicas() if self.status(r) is not None), None),
             90,
@@ -392,29 +411,69 @@ class Stack:
         )
         status = self.status(first)
         assert status is not None and status["initialized"] is False, status
-        code, out = self.exec(
-            first,
-            "bao",
-            "operator",
-            "init",
-            "-key-shares=1",
-            "-key-threshold=1",
-            "-format=json",
-            env=BAO_ENV,
+        if replicas > 1:
+            self.relay = NodeRelay(self.node_port)
+            addr = self.relay.addr
+        else:
+            addr = f"https://127.0.0.1:{self.env['VAULT_PORT']}"
+        work = self.root / "bootstrap"
+        work.mkdir()
+        ca_file = work / "ca.pem"
+        ca_file.write_bytes(self.ca.cert_pem)
+        token_file = work / "root-token"
+        prefix = f"{self.name}-key"
+        # `make test` may run with VAULT_*/BAO_* set; the command gets only its options.
+        proc = subprocess.run(
+            [
+                str(ENTRYPOINT),
+                "bootstrap",
+                "--addr",
+                addr,
+                "--cacert",
+                str(ca_file),
+                "--tls-server-name",
+                SERVER_NAME,
+                "--certs-dir",
+                str(self.node_dir),
+                "--service",
+                self.service("vault"),
+                "--secret-prefix",
+                prefix,
+                "--backup-dir",
+                str(work),
+                "--root-token-file",
+                str(token_file),
+                "--wait",
+                "90",
+                "--unseal-wait",
+                str(deadline),
+            ],
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=deadline + 120,
+            check=False,
         )
-        assert code == 0, out
-        doc = json.loads(out)
+        self.bootstrap_output = proc.stdout + proc.stderr
+        created = [s.name for s in self.client.secrets.list() if s.name.startswith(prefix + "-")]
+        self.secrets.extend(created)
+        assert proc.returncode == 0, self.bootstrap_output
+        [secret] = created
+        [backup] = work.glob("*.keys")
+        [key_b64] = [ln for ln in backup.read_text().splitlines() if not ln.startswith("#")]
         self.init = InitResult(
-            doc["unseal_keys_b64"][0], doc["unseal_keys_hex"][0], doc["root_token"]
+            key_b64, base64.b64decode(key_b64).hex(), token_file.read_text().strip()
         )
-        secret = self.create_secret(f"{self.init.key_b64}\n".encode())
-        self.deploy(VAULT_UNSEAL_SECRET=secret, VAULT_REPLICAS=str(replicas))
-        return self.converged(replicas, deadline, f"{replicas} replicas unsealed and healthy")
+        # A later `docker stack deploy` keeps the secret that bootstrap swapped in.
+        self.env["VAULT_UNSEAL_SECRET"] = secret
+        return self.converged(replicas, 120, f"{replicas} replicas unsealed and healthy")
 
     # --- teardown ---------------------------------------------------------------------------
 
     def remove(self) -> None:
         """Remove the stack, then (once its containers are gone) its volumes and secrets."""
+        if self.relay is not None:
+            self.relay.close()
         docker_cli("stack", "rm", self.name, check=False)
         label = f"com.docker.stack.namespace={self.name}"
         end = time.monotonic() + 90

@@ -82,3 +82,38 @@ def test_image_builds_from_a_clean_checkout(docker_client: Any, tmp_path: Path) 
 
         with contextlib.suppress(docker.errors.ImageNotFound):
             docker_client.images.remove(tag)
+
+
+def test_image_builds_wheels_from_pypi_without_a_wheelhouse(docker_client: Any) -> None:
+    """The Dockerfile's default wheel path: no wheelhouse in the context, the builder stage
+    builds every wheel from PyPI (through the site's TLS proxy CA, when PIP_CERT names one).
+    Only the server and Python base images are local: no registry is reachable here."""
+    tag = f"vault-entrypoint:pypi-{unique('')}"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(ROOT / "scripts" / "build-image.sh")],
+        env={**os.environ, "IMAGE": tag, "WHEELS": "pypi"},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    try:
+        if proc.returncode != 0:
+            pytest.fail(f"build with wheels from PyPI failed:\n{proc.stderr}")
+        print(f"\nPyPI build of {tag}: {time.monotonic() - started:.1f}s")
+        assert "wheels from pypi" in proc.stderr and "wheelhouse" not in proc.stderr
+        text = _run(docker_client, tag, "--version", entrypoint="vault-entrypoint")
+        assert "version" in text
+        frozen = _run(docker_client, tag, "freeze", entrypoint="/opt/vault-entrypoint/bin/pip")
+        for dist in ("hvac==", "tenacity==", "cryptography==", "click==", "docker=="):
+            assert dist in frozen
+        # The proxy CA stayed in the builder stage.
+        assert (
+            _run(docker_client, tag, "-c", "test -e /pip-ca || echo no", entrypoint="sh") == "no\n"
+        )
+    finally:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(tag)

@@ -1,9 +1,10 @@
 """docker-stack-vault.yml in a real one-node Swarm, proving the seed's flow end to end.
 
 One deployment per module (the ``stack`` fixture: three replicas on raft, one initialized by
-the test, two joined through retry_join). The tests run in file order and each leaves the
-stack converged again: HA and the unseal seen three ways, a rolling restart, a killed task,
-certificate rotation in restart and in sighup mode, and finally no key text in any log.
+`vault-entrypoint bootstrap`, two joined through retry_join). The tests run in file order and
+each leaves the stack converged again: HA and the unseal seen three ways, a rolling restart, a
+killed task, certificate rotation in restart and in sighup mode, and finally no key text in any
+log.
 """
 
 from __future__ import annotations
@@ -65,12 +66,19 @@ def test_ha_every_replica_unsealed_one_active_two_standby(stack: Stack) -> None:
         print(f"{replica.name}: unsealed {events[replica.task_id]['since_start']}s after start")
 
     # The followers waited while they reported initialized=false (before joining); nobody
-    # but the test initialized anything.
+    # but the bootstrap command initialized anything.
     logs = stack.container_logs()
     for slot in (2, 3):
         task_logs = [chunk for chunk in logs.split("--- ") if f"_vault.{slot}." in chunk[:80]]
         assert any("event=vault_not_initialized" in chunk for chunk in task_logs), slot
     assert "operator init" not in logs
+    # ... and that was the bootstrap command: init, secret swapped in, replicas awaited.
+    out = stack.bootstrap_output
+    for event in ("initialized", "backup_written", "secret_created", "secret_swapped"):
+        assert f"event={event} " in out, event
+    assert "event=replicas_unsealed" in out and "3 replica(s) running and healthy" in out
+    assert stack.init is not None
+    assert not [text for text in stack.init.texts() if text in out]
 
 
 def test_rolling_restart_every_replica_unsealed_again(stack: Stack) -> None:
