@@ -812,7 +812,7 @@ def rotate_or_bootstrap(cfg: BootstrapConfig, connector: Connector) -> Outcome:
 
 def make_command() -> click.Command:
     """The click command; built on demand because the CLI module imports this one."""
-    from entrypoint.cli import ENV, _connector, _opt, _target, cert_options, vault_options
+    from entrypoint.cli import ENV, cert_options, connector_for, option, vault_options, vault_target
 
     env = ENV + "BOOTSTRAP_"
     file_type = click.Path(path_type=Path, dir_okay=False)
@@ -820,82 +820,82 @@ def make_command() -> click.Command:
     @click.command("bootstrap")
     @vault_options
     @cert_options
-    @_opt(
+    @option(
         "--shares",
         env=env + "SHARES",
         default=None,
         type=click.IntRange(min=1),
         help="Key shares to create [default: 1 at init; the current number when rotating].",
     )
-    @_opt(
+    @option(
         "--threshold",
         env=env + "THRESHOLD",
         default=None,
         type=click.IntRange(min=1),
         help="Shares needed to unseal; the secret holds this many [default: 1, or the current].",
     )
-    @_opt(
+    @option(
         "--secret-prefix",
         env=env + "SECRET_PREFIX",
         default=SECRET_TARGET,
         help="Docker secret name prefix; each version is <prefix>-YYYYmmddHHMMSS.",
     )
-    @_opt(
+    @option(
         "--service",
         env=env + "SERVICE",
         default="iklimco_vault",
         help="Vault service whose vault_unseal_key secret is swapped (when it exists).",
     )
-    @_opt(
+    @option(
         "--root-token-file",
         env=env + "ROOT_TOKEN_FILE",
         default=None,
         type=file_type,
         help="New file (mode 0600) that receives the root token at init; never overwritten.",
     )
-    @_opt(
+    @option(
         "--print-root-token",
         env=env + "PRINT_ROOT_TOKEN",
         is_flag=True,
         default=False,
         help="Print the root token on stdout at init (never logged).",
     )
-    @_opt(
+    @option(
         "--backup-dir",
         env=env + "BACKUP_DIR",
         default=".",
         type=click.Path(path_type=Path, file_okay=False),
         help="Where every new set of shares is written (0600) before the secret is created.",
     )
-    @_opt(
+    @option(
         "--rotate",
         env=env + "ROTATE",
         is_flag=True,
         default=False,
         help="Rekey (with verification), swap the new secret in, then remove the old one.",
     )
-    @_opt(
+    @option(
         "--unseal-key-file",
         env=env + "UNSEAL_KEY_FILE",
         default=None,
         type=file_type,
         help="Current shares for --rotate (a backup file written by this command).",
     )
-    @_opt(
+    @option(
         "--token-file",
         env=env + "TOKEN_FILE",
         default=None,
         type=file_type,
         help="Token for --rotate on servers with authenticated rotation (OpenBao >= 2.4).",
     )
-    @_opt(
+    @option(
         "--adopt-key-file",
         env=env + "ADOPT_KEY_FILE",
         default=None,
         type=file_type,
         help="On an initialized Vault: store these shares as a new secret version.",
     )
-    @_opt(
+    @option(
         "--wait",
         "wait_seconds",
         env=env + "WAIT",
@@ -903,14 +903,14 @@ def make_command() -> click.Command:
         type=click.FloatRange(min=0),
         help="Seconds to wait for the Vault listener.",
     )
-    @_opt(
+    @option(
         "--unseal-wait",
         env=env + "UNSEAL_WAIT",
         default=300.0,
         type=click.FloatRange(min=0),
         help="Seconds to wait until every replica runs the new secret and is unsealed.",
     )
-    @_opt(
+    @option(
         "--timeout",
         env=env + "TIMEOUT",
         default=30.0,
@@ -938,7 +938,7 @@ def make_command() -> click.Command:
 
         Idempotent: on an initialized Vault nothing is initialized. Interrupted, run it again.
         """
-        connector = _connector(_target(timeout=timeout, **opts))
+        connector = connector_for(vault_target(timeout=timeout, **opts))
         cfg = BootstrapConfig(
             target=connector.target,
             backup_dir=backup_dir,

@@ -32,27 +32,27 @@ class _Group(click.Group):
             raise click.exceptions.Exit(int(exc.exit_code)) from None
 
 
-def _opt(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
+def option(*decls: str, env: str, **kwargs: Any) -> Callable[[F], F]:
     return click.option(*decls, envvar=env, show_envvar=True, show_default=True, **kwargs)
 
 
 def cert_options(f: F) -> F:
     for decorator in reversed(
         [
-            _opt(
+            option(
                 "--certs-dir",
                 env="VAULT_CERTS_DIR",
                 default="/vault/certs",
                 type=click.Path(path_type=Path),
                 help="Directory holding the TLS pair.",
             ),
-            _opt(
+            option(
                 "--cert-name",
                 env="VAULT_TLS_CERT_NAME",
                 default=DEFAULT_CERT_NAME,
                 help="Certificate chain file in the certs dir (leaf first).",
             ),
-            _opt(
+            option(
                 "--key-name",
                 env="VAULT_TLS_KEY_NAME",
                 default=DEFAULT_KEY_NAME,
@@ -67,26 +67,26 @@ def cert_options(f: F) -> F:
 def vault_options(f: F) -> F:
     for decorator in reversed(
         [
-            _opt(
+            option(
                 "--addr",
                 env="VAULT_ADDR",
                 default="https://127.0.0.1:8200",
                 help="Address of the local Vault listener.",
             ),
-            _opt(
+            option(
                 "--cacert",
                 env="VAULT_CACERT",
                 default=None,
                 type=click.Path(path_type=Path),
                 help="CA bundle to verify Vault with [default: the chain in the certs dir].",
             ),
-            _opt(
+            option(
                 "--tls-server-name",
                 env="VAULT_TLS_SERVER_NAME",
                 default=None,
                 help="Name to verify (and send as SNI) [default: the leaf's first DNS SAN].",
             ),
-            _opt(
+            option(
                 "--skip-verify",
                 env="VAULT_SKIP_VERIFY",
                 is_flag=True,
@@ -100,7 +100,7 @@ def vault_options(f: F) -> F:
 
 
 def key_file_option(f: F) -> F:
-    return _opt(
+    return option(
         "--unseal-key-file",
         env="VAULT_UNSEAL_KEY_FILE",
         default="/run/secrets/vault_unseal_key",
@@ -110,14 +110,14 @@ def key_file_option(f: F) -> F:
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@_opt(
+@option(
     "--log-format",
     env=ENV + "LOG_FORMAT",
     type=click.Choice(["text", "json"]),
     default="text",
     help="One line per event: key=value text or JSON.",
 )
-@_opt(
+@option(
     "--log-level",
     env=ENV + "LOG_LEVEL",
     default="info",
@@ -135,13 +135,13 @@ def cli(log_format: str, log_level: str) -> None:
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
-@_opt(
+@option(
     "--binary",
     env="VAULT_BINARY",
     default="vault",
     help="Server binary (falls back to 'bao' when 'vault' is not on PATH).",
 )
-@_opt(
+@option(
     "--config-dir",
     env="VAULT_CONFIG_DIR",
     default="/vault/config",
@@ -150,63 +150,63 @@ def cli(log_format: str, log_level: str) -> None:
 @cert_options
 @key_file_option
 @vault_options
-@_opt(
+@option(
     "--certs-wait",
     env=ENV + "CERTS_WAIT",
     default=120.0,
     type=click.FloatRange(min=0),
     help="Seconds to wait for the TLS pair to appear before giving up.",
 )
-@_opt(
+@option(
     "--cert-warn-days",
     env=ENV + "CERT_WARN_DAYS",
     default=14.0,
     type=float,
     help="Warn when the certificate expires within this many days.",
 )
-@_opt(
+@option(
     "--stop-grace",
     env=ENV + "STOP_GRACE",
     default=25.0,
     type=click.FloatRange(min=0),
     help="Seconds between forwarding SIGTERM/SIGINT and sending SIGKILL.",
 )
-@_opt(
+@option(
     "--retry-max-wait",
     env=ENV + "RETRY_MAX_WAIT",
     default=5.0,
     type=click.FloatRange(min=0.05),
     help="Cap of the backoff while Vault is unreachable.",
 )
-@_opt(
+@option(
     "--rejected-backoff",
     env=ENV + "REJECTED_BACKOFF",
     default=30.0,
     type=click.FloatRange(min=0),
     help="Seconds to wait after Vault rejected the key.",
 )
-@_opt(
+@option(
     "--watch-interval",
     env=ENV + "WATCH_INTERVAL",
     default=10.0,
     type=click.FloatRange(min=0.05),
     help="Seconds between seal checks once unsealed.",
 )
-@_opt(
+@option(
     "--cert-poll-interval",
     env=ENV + "CERT_POLL_INTERVAL",
     default=10.0,
     type=click.FloatRange(min=0.05),
     help="Seconds between polls of the certs dir.",
 )
-@_opt(
+@option(
     "--reload-confirm-timeout",
     env=ENV + "RELOAD_CONFIRM_TIMEOUT",
     default=30.0,
     type=click.FloatRange(min=0),
     help="Seconds to wait for Vault to serve a new certificate.",
 )
-@_opt(
+@option(
     "--reunseal/--no-reunseal",
     env=ENV + "REUNSEAL",
     default=False,
@@ -251,7 +251,7 @@ def run(
     sys.exit(runner.run(cfg))
 
 
-def _target(
+def vault_target(
     addr: str,
     cacert: Path | None,
     tls_server_name: str | None,
@@ -274,7 +274,7 @@ def _target(
     )
 
 
-def _connector(target: Any) -> Any:
+def connector_for(target: Any) -> Any:
     """A connector whose default server name comes from the leaf in the certs dir, if readable."""
     from entrypoint.certs import inspect_pair
     from entrypoint.errors import CertificateError
@@ -292,7 +292,7 @@ def _connector(target: Any) -> Any:
 @cli.command()
 @vault_options
 @cert_options
-@_opt(
+@option(
     "--timeout",
     env=ENV + "HEALTH_TIMEOUT",
     default=2.0,
@@ -307,7 +307,7 @@ def health(timeout: float, **opts: Any) -> None:
     """
     from entrypoint.errors import VaultNotInitialized, VaultSealed
 
-    status = _connector(_target(timeout=timeout, **opts)).seal_status()
+    status = connector_for(vault_target(timeout=timeout, **opts)).seal_status()
     if not status.initialized:
         raise VaultNotInitialized("not initialized")
     if status.sealed:
@@ -319,7 +319,7 @@ def health(timeout: float, **opts: Any) -> None:
 @vault_options
 @cert_options
 @key_file_option
-@_opt(
+@option(
     "--wait",
     "wait_seconds",
     env=ENV + "UNSEAL_WAIT",
@@ -335,7 +335,7 @@ def unseal(unseal_key_file: Path, wait_seconds: float, **opts: Any) -> None:
     from entrypoint.errors import VaultTLSError, VaultUnreachable
     from entrypoint.unseal import unseal_once
 
-    connector = _connector(_target(timeout=3.0, **opts))
+    connector = connector_for(vault_target(timeout=3.0, **opts))
     stop = threading.Event()
     polling = waits.until_deadline(
         wait_seconds, 0.2, (VaultUnreachable, VaultTLSError), stop.wait, stop.is_set
@@ -353,7 +353,7 @@ def certs() -> None:
 
 @certs.command("check")
 @cert_options
-@_opt(
+@option(
     "--cert-warn-days",
     env=ENV + "CERT_WARN_DAYS",
     default=14.0,

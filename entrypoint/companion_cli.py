@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from entrypoint.cli import ENV, _opt
+from entrypoint.cli import ENV, option
 from entrypoint.config import DEFAULT_CERT_NAME, DEFAULT_KEY_NAME
 
 RELOADER_ENV = ENV + "RELOADER_"
@@ -22,7 +22,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
 
 
 @click.command()
-@_opt(
+@option(
     "--source-cert",
     env=RELOADER_ENV + "SOURCE_CERT",
     default=None,
@@ -31,7 +31,7 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     "[default: $RENEWED_LINEAGE/fullchain.pem when certbot sets it, else "
     "/config/keys/letsencrypt/fullchain.pem]",
 )
-@_opt(
+@option(
     "--source-key",
     env=RELOADER_ENV + "SOURCE_KEY",
     default=None,
@@ -39,47 +39,47 @@ _FILE = click.Path(path_type=Path, dir_okay=False)
     help="Its private key. [default: $RENEWED_LINEAGE/privkey.pem, else "
     "/config/keys/letsencrypt/privkey.pem]",
 )
-@_opt(
+@option(
     "--dest-dir",
     env=RELOADER_ENV + "DEST_DIR",
     default="/mnt/storagebox/ssl",
     type=_DIR,
     help="Shared storage to publish to (never created: a missing mount is an error).",
 )
-@_opt(
+@option(
     "--cert-name",
     env="VAULT_TLS_CERT_NAME",
     default=DEFAULT_CERT_NAME,
     help="Name of the published chain (mode 0644).",
 )
-@_opt(
+@option(
     "--key-name",
     env="VAULT_TLS_KEY_NAME",
     default=DEFAULT_KEY_NAME,
     help="Name of the published key (mode 0600).",
 )
-@_opt(
+@option(
     "--interval",
     env=RELOADER_ENV + "INTERVAL",
     default=30.0,
     type=click.FloatRange(min=0.05),
     help="Seconds between polls of the source.",
 )
-@_opt(
+@option(
     "--settle",
     env=RELOADER_ENV + "SETTLE",
     default=2.0,
     type=click.FloatRange(min=0),
     help="Seconds the source must stay unchanged before it is validated.",
 )
-@_opt(
+@option(
     "--allow-downgrade",
     env=RELOADER_ENV + "ALLOW_DOWNGRADE",
     is_flag=True,
     default=False,
     help="Publish a certificate that expires before the published one.",
 )
-@_opt(
+@option(
     "--once",
     env=RELOADER_ENV + "ONCE",
     is_flag=True,
@@ -126,39 +126,39 @@ def reloader(
 
 
 @click.command()
-@_opt(
+@option(
     "--source-dir",
     env=DISTRIBUTOR_ENV + "SOURCE_DIR",
     default="/mnt/storagebox/ssl",
     type=_DIR,
     help="Shared storage the reloader publishes to.",
 )
-@_opt(
+@option(
     "--dest-dir",
     env=DISTRIBUTOR_ENV + "DEST_DIR",
     default="/opt/iklimco/ssl",
     type=_DIR,
     help="Node-local dir Vault mounts; the stable names become links into the current generation.",
 )
-@_opt(
+@option(
     "--cert-name",
     env="VAULT_TLS_CERT_NAME",
     default=DEFAULT_CERT_NAME,
     help="Name of the certificate chain file.",
 )
-@_opt(
+@option(
     "--key-name",
     env="VAULT_TLS_KEY_NAME",
     default=DEFAULT_KEY_NAME,
     help="Name of the private key file.",
 )
-@_opt(
+@option(
     "--vault-service",
     env=DISTRIBUTOR_ENV + "VAULT_SERVICE",
     default="iklimco_vault",
     help="Swarm service running Vault.",
 )
-@_opt(
+@option(
     "--vault-reload",
     env=DISTRIBUTOR_ENV + "VAULT_RELOAD",
     default="restart",
@@ -166,47 +166,47 @@ def reloader(
     help="restart: one forced rolling update of the service per certificate (managers only); "
     "sighup: hot reload of this node's Vault containers; none: only install the files.",
 )
-@_opt(
+@option(
     "--vault-addr",
     env="VAULT_ADDR",
     default="https://127.0.0.1:8200",
     help="Local Vault listener whose served certificate is checked; 'none' skips the check.",
 )
-@_opt(
+@option(
     "--tls-server-name",
     env="VAULT_TLS_SERVER_NAME",
     default=None,
     help="SNI for the check [default: a name from the leaf's SANs].",
 )
-@_opt(
+@option(
     "--interval",
     env=DISTRIBUTOR_ENV + "INTERVAL",
     default=60.0,
     type=click.FloatRange(min=0.05),
     help="Seconds between polls of the source.",
 )
-@_opt(
+@option(
     "--check-timeout",
     env=DISTRIBUTOR_ENV + "CHECK_TIMEOUT",
     default=180.0,
     type=click.FloatRange(min=0),
     help="Seconds to wait for Vault to serve the installed certificate.",
 )
-@_opt(
+@option(
     "--docker-timeout",
     env=DISTRIBUTOR_ENV + "DOCKER_TIMEOUT",
     default=30.0,
     type=click.FloatRange(min=1),
     help="Seconds to wait for one Docker Engine API answer.",
 )
-@_opt(
+@option(
     "--key-owner",
     env=DISTRIBUTOR_ENV + "KEY_OWNER",
     default=None,
     help="UID[:GID] to own the installed key (mode 0600), e.g. the Vault container's user "
     "[default: the distributor's own user].",
 )
-@_opt(
+@option(
     "--once",
     env=DISTRIBUTOR_ENV + "ONCE",
     is_flag=True,

@@ -385,84 +385,84 @@ def verify(cfg: VerifyConfig, echo: Callable[[str], None], as_json: bool) -> Non
 
 def make_command() -> click.Command:
     """The click command; built on demand because the CLI module imports this one."""
-    from entrypoint.cli import ENV, _opt
+    from entrypoint.cli import ENV, option
 
     env = ENV + "VERIFY_"
 
     @click.command("verify")
-    @_opt(
+    @option(
         "--vault-service",
         env=env + "VAULT_SERVICE",
         default="iklimco_vault",
         help="Swarm service running Vault.",
     )
-    @_opt(
+    @option(
         "--reloader-service",
         env=env + "RELOADER_SERVICE",
         default="iklimco_cert-reloader",
         help="Swarm service running the cert-reloader.",
     )
-    @_opt(
+    @option(
         "--distributor-service",
         env=env + "DISTRIBUTOR_SERVICE",
         default="iklimco_cert-distributor",
         help="Swarm service running the cert-distributor.",
     )
-    @_opt(
+    @option(
         "--certs-dir",
         env=env + "CERTS_DIR",
         default="/opt/iklimco/ssl",
         type=click.Path(path_type=Path, file_okay=False),
         help="Node-local dir whose certificate every replica must serve.",
     )
-    @_opt(
+    @option(
         "--cert-name",
         env="VAULT_TLS_CERT_NAME",
         default=DEFAULT_CERT_NAME,
         help="Certificate chain file in the certs dir (leaf first).",
     )
-    @_opt(
+    @option(
         "--cacert",
         env="VAULT_CACERT",
         default=None,
         type=click.Path(path_type=Path, dir_okay=False),
         help="CA bundle to verify Vault with [default: the chain in the certs dir].",
     )
-    @_opt(
+    @option(
         "--tls-server-name",
         env="VAULT_TLS_SERVER_NAME",
         default=None,
         help="Name to verify (and send as SNI) [default: the leaf's first DNS SAN].",
     )
-    @_opt(
+    @option(
         "--vault-addr",
         "vault_addrs",
         env=env + "VAULT_ADDRS",
         multiple=True,
         help="Extra replica address to check (repeatable; the env var is space-separated).",
     )
-    @_opt(
+    @option(
         "--vault-port",
         env=env + "VAULT_PORT",
         default=8200,
         type=click.IntRange(1, 65535),
         help="Vault's container port, looked up among the tasks' host-mode published ports.",
     )
-    @_opt(
+    @option(
         "--min-days",
         env=env + "MIN_DAYS",
         default=14.0,
         type=float,
         help="Fail when the certificate expires within this many days.",
     )
-    @_opt(
+    @option(
         "--log-lines",
         env=env + "LOG_LINES",
         default=20,
         type=click.IntRange(min=1),
         help="How many of the reloader's last log lines to summarize.",
     )
-    @_opt(
+    @option(
         "--timeout",
         env=env + "TIMEOUT",
         default=10.0,

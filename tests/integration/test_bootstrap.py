@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from entrypoint import bootstrap
-from entrypoint.cli import _connector, _target
+from entrypoint.cli import connector_for, vault_target
 from entrypoint.devserver import LocalNode
 from entrypoint.errors import DockerUnavailable
 from tests.helpers import need
@@ -249,8 +249,8 @@ def test_a_secret_that_cannot_be_created_leaves_a_rescue_file_and_fails_loudly(
         raise docker.errors.APIError("secret store full")
 
     monkeypatch.setattr(bootstrap, "create_secret", refuse)
-    connector = _connector(
-        _target(
+    connector = connector_for(
+        vault_target(
             node.addr,
             node.ca_file,
             None,

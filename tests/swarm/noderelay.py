@@ -28,7 +28,6 @@ class NodeRelay:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.listener.settimeout(0.5)
         self.port = int(self.listener.getsockname()[1])
-        self.connections = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, name="node-relay", daemon=True)
         self._thread.start()
@@ -63,7 +62,6 @@ class NodeRelay:
             except OSError:
                 return
             stack.enter_context(server)
-            self.connections += 1
             self._pump(client, server)
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:

