@@ -81,6 +81,21 @@ def test_ha_every_replica_unsealed_one_active_two_standby(stack: Stack) -> None:
     assert not [text for text in stack.init.texts() if text in out]
 
 
+def test_stack_deploy_with_the_secret_after_bootstrap_restarts_nothing(stack: Stack) -> None:
+    """The operator's next `docker stack deploy`, now naming the secret bootstrap created:
+    the service already runs exactly that, so no replica is restarted, all stay unsealed."""
+    service = stack.client.services.get(stack.service("vault"))
+    template = service.attrs["Spec"]["TaskTemplate"]
+    before = {r.slot: r.task_id for r in stack.replicas()}
+    mounted = template["ContainerSpec"]["Secrets"][0]
+    assert mounted["SecretName"] == stack.env["VAULT_UNSEAL_SECRET"]
+    stack.deploy()
+    service.reload()
+    assert service.attrs["Spec"]["TaskTemplate"] == template
+    replicas = stack.converged(3, 60, "3 replicas unsealed after the redeploy")
+    assert {r.slot: r.task_id for r in replicas} == before
+
+
 def test_rolling_restart_every_replica_unsealed_again(stack: Stack) -> None:
     before = {r.slot: r for r in stack.replicas()}
     force = stack.force_update_count()
