@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint import bootstrap
+from entrypoint import bootstrap, keystore
 from entrypoint.cli import connector_for, vault_target
 from entrypoint.devserver import LocalNode
 from entrypoint.errors import DockerUnavailable
@@ -110,7 +110,7 @@ def test_bootstrap_initializes_creates_the_secret_then_changes_nothing(
     assert len(created) == 1, out
     secret = created[0]
     assert secret.name.startswith(f"{prefix}-") and len(secret.name) == len(prefix) + 15
-    assert secret.attrs["Spec"]["Labels"][bootstrap.ROLE_LABEL] == bootstrap.ROLE
+    assert secret.attrs["Spec"]["Labels"][keystore.ROLE_LABEL] == keystore.ROLE
     assert "event=secret_created" in out
     assert f"service {prefix}-no-such-service not found" in out
 
@@ -269,7 +269,7 @@ def test_a_secret_that_cannot_be_created_leaves_a_rescue_file_and_fails_loudly(
         root_token_file=tmp_path / "root-token",
         wait=30,
     )
-    with pytest.raises(bootstrap.SecretStoreFailed) as failure:
+    with pytest.raises(keystore.SecretStoreFailed) as failure:
         bootstrap.bootstrap(cfg, connector)
     [rescue] = sorted(backup_dir.glob("*.keys"))
     _remember(rescue, tmp_path / "root-token")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint import bootstrap
+from entrypoint import bootstrap, keystore
 from entrypoint.cli import connector_for, vault_target
 from entrypoint.devserver import clean_env
 from tests.helpers.proc import ENTRYPOINT
@@ -101,14 +101,14 @@ class Deployed:
         values.update(overrides)
         return bootstrap.BootstrapConfig(**values)
 
-    def ours(self) -> list[bootstrap.SecretVersion]:
-        return bootstrap.secret_versions(self.stack.client, self.prefix)
+    def ours(self) -> list[keystore.SecretVersion]:
+        return keystore.secret_versions(self.stack.client, self.prefix)
 
     def mounted(self) -> dict[str, Any] | None:
-        return bootstrap.mounted_secret(self.stack.client.api.inspect_service(self.service))
+        return keystore.mounted_secret(self.stack.client.api.inspect_service(self.service))
 
-    def backup_of(self, version: bootstrap.SecretVersion) -> Path:
-        return bootstrap.backup_path(self.backup_dir, version.name)
+    def backup_of(self, version: keystore.SecretVersion) -> Path:
+        return keystore.backup_path(self.backup_dir, version.name)
 
     def valid(self, keys_file: Path) -> bool:
         """Whether these shares are Vault's keys now (a rekey probe that changes nothing)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint import bootstrap
+from entrypoint import bootstrap, keystore
 from entrypoint.errors import ConfigError
 from entrypoint.keys import Secret
 
@@ -90,7 +90,7 @@ class _Secrets:
                 self.attrs = {
                     "Spec": {
                         "Name": name,
-                        "Labels": {bootstrap.VERSION_LABEL: name.rsplit("-", 1)[-1]},
+                        "Labels": {keystore.VERSION_LABEL: name.rsplit("-", 1)[-1]},
                     }
                 }
 
@@ -104,18 +104,18 @@ class _Client:
 
 def test_versions_sort_oldest_first_and_ignore_other_prefixes() -> None:
     client = _Client(["p-20250102000000", "other-20240101000000", "p-20250101000000"])
-    assert [v.name for v in bootstrap.secret_versions(client, "p")] == [
+    assert [v.name for v in keystore.secret_versions(client, "p")] == [
         "p-20250101000000",
         "p-20250102000000",
     ]
 
 
 def test_next_name_skips_taken_names_and_backups(tmp_path: Path) -> None:
-    name, version = bootstrap.next_secret_name(_Client([]), "p", tmp_path)
+    name, version = keystore.next_secret_name(_Client([]), "p", tmp_path)
     assert name == f"p-{version}" and len(version) == 14 and version.isdigit()
     (tmp_path / f"{name}.keys").write_text("")
     taken = _Client([name])
-    second, _ = bootstrap.next_secret_name(taken, "p", tmp_path)
+    second, _ = keystore.next_secret_name(taken, "p", tmp_path)
     assert second != name and second > name
 
 
@@ -136,9 +136,9 @@ def test_mounted_secret_finds_the_vault_unseal_key_target() -> None:
             }
         }
     }
-    assert bootstrap.mounted_secret(service)["SecretID"] == "b"  # type: ignore[index]
+    assert keystore.mounted_secret(service)["SecretID"] == "b"  # type: ignore[index]
     service["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"].pop()
-    assert bootstrap.mounted_secret(service) is None
+    assert keystore.mounted_secret(service) is None
 
 
 def test_outcome_and_config_never_show_a_secret(tmp_path: Path) -> None:
