@@ -249,19 +249,21 @@ def unseal_initialized(connector: Connector, shares: tuple[Secret, ...]) -> None
     that is itself waiting for its turn. Best effort: each replica's entrypoint unseals from the
     new secret anyway.
     """
+    submitted = 0
     try:
         status = connector.seal_status()
         for share in shares:
             if not status.sealed:
                 break
             status = connector.submit_share(share)
+            submitted += 1
     except VaultError as exc:
         logs.event(log, "unseal_after_init_failed", logging.WARNING, error=str(exc))
         return
     if status.sealed:
         logs.event(log, "unseal_after_init_failed", logging.WARNING, error="still sealed")
     else:
-        logs.event(log, "unsealed_after_init", shares=len(shares))
+        logs.event(log, "unsealed_after_init", shares=submitted)
 
 
 class KeyRotation:

@@ -147,3 +147,53 @@ def test_outcome_and_config_never_show_a_secret(tmp_path: Path) -> None:
     assert "this-is-the-root-token" not in repr(out)
     cfg = bootstrap.BootstrapConfig(target=None, backup_dir=tmp_path)
     assert "token" not in repr(cfg).replace("token_file", "").replace("root_token", "")
+
+
+class _Node:
+    """A connector double for unseal_initialized: sealed until ``needed`` shares arrive."""
+
+    def __init__(self, needed: int, fail: bool = False) -> None:
+        self.needed, self.fail, self.got = needed, fail, 0
+
+    def seal_status(self) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sealed=self.got < self.needed)
+
+    def submit_share(self, share: Secret) -> Any:
+        if self.fail:
+            from entrypoint.errors import VaultUnreachable
+
+            raise VaultUnreachable("unseal: connection refused")
+        self.got += 1
+        return self.seal_status()
+
+
+def _lines(caplog: pytest.LogCaptureFixture) -> str:
+    """The captured records as the entrypoint prints them (key=value)."""
+    from entrypoint.logs import KeyValueFormatter
+
+    formatter = KeyValueFormatter()
+    return "\n".join(formatter.format(record) for record in caplog.records)
+
+
+def test_the_initialized_node_gets_the_thresholds_shares_and_no_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    node = _Node(needed=2)
+    with caplog.at_level("INFO"):
+        bootstrap.unseal_initialized(node, SHARES)  # type: ignore[arg-type]
+    assert node.got == 2
+    assert "event=unsealed_after_init shares=2" in _lines(caplog)
+
+
+def test_unsealing_after_init_is_best_effort_and_says_so_without_the_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("INFO"):
+        bootstrap.unseal_initialized(_Node(needed=1, fail=True), SHARES)  # type: ignore[arg-type]
+        bootstrap.unseal_initialized(_Node(needed=9), SHARES[:1])  # type: ignore[arg-type]
+    text = _lines(caplog)
+    assert text.count("event=unseal_after_init_failed") == 2
+    assert "connection refused" in text and "still sealed" in text
+    assert not [s for s in SHARES if s.reveal() in text]
