@@ -215,14 +215,10 @@ def wait_listening(connector: Connector, deadline: float, poll: float) -> SealSt
     # A listener that is still starting (or a published port with no server behind it yet)
     # drops the handshake: retried too, and reported as it was when the deadline passes.
     retry_on = (VaultUnreachable, VaultTLSError)
-    for attempt in waits.until_deadline(deadline, poll, retry_on, time.sleep, _never):
+    for attempt in waits.until_deadline(deadline, poll, retry_on, time.sleep, waits.never):
         with attempt:
             return connector.seal_status()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-
-def _never() -> bool:
-    return False
 
 
 def initialize(
@@ -249,21 +245,16 @@ def unseal_initialized(connector: Connector, shares: tuple[Secret, ...]) -> None
     that is itself waiting for its turn. Best effort: each replica's entrypoint unseals from the
     new secret anyway.
     """
-    submitted = 0
+    from entrypoint.unseal import submit_shares
+
     try:
         status = connector.seal_status()
-        for share in shares:
-            if not status.sealed:
-                break
-            status = connector.submit_share(share)
-            submitted += 1
-    except VaultError as exc:
+        if status.sealed:
+            status = submit_shares(connector, status, shares)
+    except VaultError as exc:  # UnsealPending (still sealed) included
         logs.event(log, "unseal_after_init_failed", logging.WARNING, error=str(exc))
         return
-    if status.sealed:
-        logs.event(log, "unseal_after_init_failed", logging.WARNING, error="still sealed")
-    else:
-        logs.event(log, "unsealed_after_init", shares=submitted)
+    logs.event(log, "unsealed_after_init", shares=status.threshold)
 
 
 class KeyRotation:

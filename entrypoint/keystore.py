@@ -131,7 +131,7 @@ def swap_secret(client: Any, service_name: str, new: SecretVersion) -> None:
                 ) from None
             raise
 
-    retrying = waits.service_update_retrying(8, (ServiceUpdateConflict,), time.sleep, lambda: False)
+    retrying = waits.service_update_retrying(8, (ServiceUpdateConflict,), time.sleep, waits.never)
     for attempt_ in retrying:
         with attempt_:
             attempt()

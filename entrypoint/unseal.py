@@ -20,7 +20,7 @@ from entrypoint.errors import (
     VaultTLSError,
     VaultUnreachable,
 )
-from entrypoint.keys import read_key_file
+from entrypoint.keys import Secret, read_key_file
 from entrypoint.vault import Connector, SealStatus
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,13 @@ def unseal_once(connector: Connector, key_file: Path) -> SealStatus:
         raise NotEnoughShares(
             f"secret holds {len(shares)} share(s) but Vault's threshold is {status.threshold}"
         )
+    return submit_shares(connector, status, shares)
+
+
+def submit_shares(
+    connector: Connector, status: SealStatus, shares: tuple[Secret, ...]
+) -> SealStatus:
+    """Submit ``shares`` to a sealed Vault (stale progress reset first) until it unseals."""
     if status.progress:
         logs.event(log, "unseal_progress_reset", stale_progress=status.progress)
         connector.reset_unseal()

@@ -149,6 +149,11 @@ def unseal_retrying(
     )
 
 
+def never() -> bool:
+    """``should_stop`` for a caller with nothing that stops it early (a one-shot command)."""
+    return False
+
+
 def until_deadline(
     deadline: float,
     interval: float,

@@ -158,7 +158,7 @@ class _Node:
     def seal_status(self) -> Any:
         from types import SimpleNamespace
 
-        return SimpleNamespace(sealed=self.got < self.needed)
+        return SimpleNamespace(sealed=self.got < self.needed, progress=0, threshold=self.needed)
 
     def submit_share(self, share: Secret) -> Any:
         if self.fail:
