@@ -16,40 +16,17 @@ from entrypoint import bootstrap, keystore
 from entrypoint.cli import connector_for, vault_target
 from entrypoint.devserver import LocalNode
 from entrypoint.errors import DockerUnavailable
-from tests.helpers import need
 from tests.integration.conftest import KNOWN, Launcher, Servers
 
 
-@pytest.fixture(scope="module")
-def swarm_client() -> Iterator[Any]:
-    import docker
-    import docker.errors
-
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        need(False, f"Docker engine unreachable: {exc}")
-        raise
-    swarm = client.info().get("Swarm", {})
-    need(
-        swarm.get("LocalNodeState") == "active" and bool(swarm.get("ControlAvailable")),
-        "this Docker engine is not a Swarm manager",
-    )
-    try:
-        yield client
-    finally:
-        client.close()
-
-
 @pytest.fixture
-def prefix(swarm_client: Any) -> Iterator[str]:
+def prefix(swarm: Any) -> Iterator[str]:
     """A unique secret prefix; every secret created under it is removed afterwards."""
     name = f"vetest-unseal-{pysecrets.token_hex(4)}"
     try:
         yield name
     finally:
-        for secret in swarm_client.secrets.list(filters={"name": name}):
+        for secret in swarm.secrets.list(filters={"name": name}):
             if secret.name.startswith(name + "-"):
                 secret.remove()
 
@@ -84,7 +61,7 @@ def test_bootstrap_initializes_creates_the_secret_then_changes_nothing(
     node: LocalNode,
     servers: Servers,
     launcher: Launcher,
-    swarm_client: Any,
+    swarm: Any,
     prefix: str,
     tmp_path: Path,
 ) -> None:
@@ -106,7 +83,7 @@ def test_bootstrap_initializes_creates_the_secret_then_changes_nothing(
     assert status["initialized"] is True
     assert (status["t"], status["n"]) == (1, 1)
 
-    created = _ours(swarm_client, prefix)
+    created = _ours(swarm, prefix)
     assert len(created) == 1, out
     secret = created[0]
     assert secret.name.startswith(f"{prefix}-") and len(secret.name) == len(prefix) + 15
@@ -138,7 +115,7 @@ def test_bootstrap_initializes_creates_the_secret_then_changes_nothing(
     assert code == 0, out
     assert "already initialized" in out and "nothing initialized" in out
     assert "event=already_initialized" in out and secret.name in out
-    assert [s.id for s in _ours(swarm_client, prefix)] == [secret.id]
+    assert [s.id for s in _ours(swarm, prefix)] == [secret.id]
     assert not second_token.exists()
     assert sorted((tmp_path / "backup").glob("*.keys")) == backups
 
@@ -147,7 +124,7 @@ def test_threshold_above_one_puts_the_threshold_shares_in_the_secret(
     node: LocalNode,
     servers: Servers,
     launcher: Launcher,
-    swarm_client: Any,
+    swarm: Any,
     prefix: str,
     tmp_path: Path,
 ) -> None:
@@ -233,7 +210,7 @@ def test_an_existing_token_file_or_unwritable_backup_dir_initializes_nothing(
 def test_a_secret_that_cannot_be_created_leaves_a_rescue_file_and_fails_loudly(
     node: LocalNode,
     servers: Servers,
-    swarm_client: Any,
+    swarm: Any,
     prefix: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -276,7 +253,7 @@ def test_a_secret_that_cannot_be_created_leaves_a_rescue_file_and_fails_loudly(
     assert str(rescue) in str(failure.value)
     assert stat.S_IMODE(rescue.stat().st_mode) == 0o600
     assert node.seal_status()["initialized"] is True
-    assert _ours(swarm_client, prefix) == []
+    assert _ours(swarm, prefix) == []
     share = next(ln for ln in rescue.read_text().splitlines() if not ln.startswith("#"))
     assert share not in str(failure.value)
     code, doc = node.api("PUT", "/v1/sys/unseal", {"key": share})

@@ -6,7 +6,6 @@ import os
 import signal
 import socket
 import ssl
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from cryptography.x509 import load_pem_x509_certificate
 from entrypoint import devpki
 from entrypoint.distributor import DATA_LINK, GENERATION_PREFIX
 from entrypoint.manifest import MANIFEST_NAME, read_manifest
-from entrypoint.reloader import Reloader, ReloaderConfig
+from tests.helpers.distributor import Distributors, Shared
 from tests.helpers.proc import Proc
 
 CERT, KEY = "STAR.iklim.co.full.crt", "STAR.iklim.co_key.pem"
@@ -31,69 +30,14 @@ def ca() -> devpki.Issued:
     return devpki.make_ca()
 
 
-class Shared:
-    """The shared storage, published to by the real reloader code."""
-
-    def __init__(self, root: Path, ca: devpki.Issued) -> None:
-        self.ca = ca
-        self.dir = root / "storagebox"
-        self.dir.mkdir()
-        self.cfg = ReloaderConfig(
-            source_cert=root / "swag" / "fullchain.pem",
-            source_key=root / "swag" / "privkey.pem",
-            dest_dir=self.dir,
-            settle=0.0,
-            allow_downgrade=True,
-        )
-        self.cfg.source_cert.parent.mkdir()
-
-    def publish(self, days: float = 90) -> devpki.Issued:
-        leaf = devpki.make_leaf(self.ca, days=days)
-        self.cfg.source_cert.write_bytes(devpki.full_chain(leaf, self.ca))
-        self.cfg.source_key.write_bytes(leaf.key_pem)
-        Reloader(self.cfg, lambda s: None, lambda: False).poll()
-        return leaf
-
-
 @pytest.fixture
 def shared(tmp_path: Path, ca: devpki.Issued) -> Shared:
     return Shared(tmp_path, ca)
 
 
-class Distributors:
-    def __init__(self, tmp_path: Path, shared: Shared) -> None:
-        self.tmp_path = tmp_path
-        self.node = tmp_path / "node"
-        self.shared = shared
-        self.procs: list[Proc] = []
-
-    def start(self, *args: str, **extra: str) -> Proc:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
-        env.update(
-            VAULT_ENTRYPOINT_DISTRIBUTOR_SOURCE_DIR=str(self.shared.dir),
-            VAULT_ENTRYPOINT_DISTRIBUTOR_DEST_DIR=str(self.node),
-            VAULT_ENTRYPOINT_DISTRIBUTOR_VAULT_RELOAD="none",
-            VAULT_ENTRYPOINT_DISTRIBUTOR_INTERVAL="0.05",
-            VAULT_ADDR="none",
-        )
-        env.update(extra)
-        log = self.tmp_path / f"distributor-{len(self.procs)}.log"
-        proc = Proc([sys.executable, "-m", "entrypoint", "distributor", *args], env, log)
-        self.procs.append(proc)
-        return proc
-
-    def once(self, *args: str, **extra: str) -> tuple[int, str]:
-        proc = self.start("--once", *args, **extra)
-        return proc.wait_exit(60), proc.output()
-
-    def close(self) -> None:
-        for proc in self.procs:
-            proc.stop()
-
-
 @pytest.fixture
 def distributors(tmp_path: Path, shared: Shared) -> Iterator[Distributors]:
-    d = Distributors(tmp_path, shared)
+    d = Distributors(tmp_path, shared, "0.05", VAULT_ENTRYPOINT_DISTRIBUTOR_VAULT_RELOAD="none")
     try:
         yield d
     finally:

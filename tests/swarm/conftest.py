@@ -1,7 +1,8 @@
 """Fixtures for tests against the real Docker engine and a one-node Swarm.
 
-`make test` starts dockerd and the Swarm (scripts/ensure-docker.sh); here we only connect,
-build the image once per session and deploy the stack once per module.
+`make test` starts dockerd and the Swarm (scripts/ensure-docker.sh); the connection
+(``docker_client``, ``swarm``) is in tests/conftest.py, shared with the integration tests. Here
+the image is built once per session and the stack deployed once per module.
 """
 
 from __future__ import annotations
@@ -13,37 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import need
-from tests.swarm.distributor_helpers import Distributors, Shared
-from tests.swarm.stack import Stack
-
-
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[Any]:
-    import docker
-    import docker.errors
-
-    try:
-        client = docker.from_env(timeout=60)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        need(False, f"Docker engine unreachable: {exc}")
-        raise
-    try:
-        yield client
-    finally:
-        client.close()
-
-
-@pytest.fixture(scope="session")
-def swarm(docker_client: Any) -> Any:
-    """The client, once this engine is an active Swarm manager."""
-    info = docker_client.info().get("Swarm", {})
-    need(
-        info.get("LocalNodeState") == "active" and bool(info.get("ControlAvailable")),
-        f"this engine is not a Swarm manager (state {info.get('LocalNodeState')!r})",
-    )
-    return docker_client
+from tests.helpers.distributor import Distributors, Shared
+from tests.swarm.stack import Stack, remove_retrying
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +44,8 @@ def vault_image(docker_client: Any) -> Iterator[str]:
     try:
         yield tag
     finally:
-        import docker.errors
-
         # Containers of a stack just removed may hold it for a few seconds more.
-        for _ in range(30):
-            try:
-                docker_client.images.remove(tag, noprune=False)
-                break
-            except docker.errors.NotFound:
-                break
-            except docker.errors.APIError:
-                time.sleep(1)
+        remove_retrying(lambda: docker_client.images.remove(tag, noprune=False))
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +98,7 @@ def shared(tmp_path: Path) -> Shared:
 
 @pytest.fixture
 def distributors(tmp_path: Path, shared: Shared) -> Iterator[Distributors]:
-    d = Distributors(tmp_path, shared)
+    d = Distributors(tmp_path, shared, "0.2")
     try:
         yield d
     finally:

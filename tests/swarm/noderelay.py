@@ -10,7 +10,6 @@ lowest-slot running replica, looked up afresh for every connection.
 
 from __future__ import annotations
 
-import contextlib
 import selectors
 import socket
 import threading
@@ -52,8 +51,7 @@ class NodeRelay:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client: socket.socket) -> None:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(client)
+        with client:
             port = self.upstream()
             if port is None:
                 return  # no replica running: the client sees the connection closed
@@ -61,34 +59,27 @@ class NodeRelay:
                 server = socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT)
             except OSError:
                 return
-            stack.enter_context(server)
-            self._pump(client, server)
+            with server:
+                self._pump(client, server)
 
     def _pump(self, client: socket.socket, server: socket.socket) -> None:
+        """Copy bytes both ways until either side closes, or nothing moves for IDLE_TIMEOUT."""
         peers = {client: server, server: client}
         with selectors.DefaultSelector() as selector:
             for sock in peers:
-                sock.setblocking(False)
+                sock.settimeout(CONNECT_TIMEOUT)  # bounds each send; reads are ready when read
                 selector.register(sock, selectors.EVENT_READ)
             while not self._stop.is_set():
                 events = selector.select(timeout=IDLE_TIMEOUT)
                 if not events:
-                    return  # idle past the deadline
+                    return
                 for key, _ in events:
                     source = key.fileobj
                     assert isinstance(source, socket.socket)
                     try:
                         data = source.recv(65536)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        return
-                    if not data:
-                        return
-                    try:
-                        peers[source].setblocking(True)
-                        peers[source].settimeout(CONNECT_TIMEOUT)
+                        if not data:
+                            return
                         peers[source].sendall(data)
-                        peers[source].setblocking(False)
                     except OSError:
                         return

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import hashes
 
 from entrypoint import devpki, files
 from entrypoint.config import DEFAULT_CERT_NAME, DEFAULT_KEY_NAME
+from tests.swarm.noderelay import NodeRelay
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK_FILE = ROOT / "docker-stack-vault.yml"
@@ -119,7 +120,7 @@ class Stack:
         self.secrets: list[str] = []
         self.init: InitResult | None = None
         self.bootstrap_output = ""
-        self.relay: Any = None
+        self.relay: NodeRelay | None = None
         self.ca = devpki.make_ca()
         self.days = 60.0
         self.env: dict[str, str] = {
@@ -389,16 +390,37 @@ class Stack:
                 return self.host_port(replica)
         return None
 
+    def run_bootstrap(
+        self,
+        addr: str,
+        ca_file: Path,
+        prefix: str,
+        backup_dir: Path,
+        *extra: str,
+        wait: float = 120,
+        unseal_wait: float = 240,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        """`vault-entrypoint bootstrap` from the host for this stack's Vault service. The test
+        process may carry VAULT_*/BAO_* settings: the command gets only its options."""
+        from entrypoint.devserver import clean_env
+        from tests.helpers.proc import ENTRYPOINT
+
+        command = [str(ENTRYPOINT), "bootstrap", "--addr", addr, "--cacert", str(ca_file)]
+        command += ["--tls-server-name", SERVER_NAME, "--certs-dir", str(self.node_dir)]
+        command += ["--service", self.service("vault"), "--secret-prefix", prefix]
+        command += ["--backup-dir", str(backup_dir), "--wait", f"{wait:g}"]
+        command += ["--unseal-wait", f"{unseal_wait:g}", *extra]
+        return subprocess.run(
+            command, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False
+        )
+
     def bootstrap(self, replicas: int = 3, deadline: float = 240) -> list[Replica]:
         """The seed's bootstrap with the project's own command: deploy the replicas (waiting,
         uninitialized), then run `vault-entrypoint bootstrap` from the host against the node's
         Vault port. It initializes one replica, writes the backup and the root token, creates the
         secret and swaps it into the service; Swarm rolls the replicas onto it, the others join
         through retry_join, and every replica is unsealed by its entrypoint."""
-        from entrypoint.devserver import clean_env
-        from tests.helpers.proc import ENTRYPOINT
-        from tests.swarm.noderelay import NodeRelay
-
         if replicas > 1:
             self.env["VAULT_PORT"] = "0"  # several replicas on this one node: random host ports
         # The service needs a secret to start; bootstrap swaps its own in.
@@ -411,48 +433,23 @@ class Stack:
         )
         status = self.status(first)
         assert status is not None and status["initialized"] is False, status
-        if replicas > 1:
-            self.relay = NodeRelay(self.node_port)
-            addr = self.relay.addr
-        else:
-            addr = f"https://127.0.0.1:{self.env['VAULT_PORT']}"
+        self.relay = NodeRelay(self.node_port)
         work = self.root / "bootstrap"
         work.mkdir()
         ca_file = work / "ca.pem"
         ca_file.write_bytes(self.ca.cert_pem)
         token_file = work / "root-token"
         prefix = f"{self.name}-key"
-        # `make test` may run with VAULT_*/BAO_* set; the command gets only its options.
-        proc = subprocess.run(
-            [
-                str(ENTRYPOINT),
-                "bootstrap",
-                "--addr",
-                addr,
-                "--cacert",
-                str(ca_file),
-                "--tls-server-name",
-                SERVER_NAME,
-                "--certs-dir",
-                str(self.node_dir),
-                "--service",
-                self.service("vault"),
-                "--secret-prefix",
-                prefix,
-                "--backup-dir",
-                str(work),
-                "--root-token-file",
-                str(token_file),
-                "--wait",
-                "90",
-                "--unseal-wait",
-                str(deadline),
-            ],
-            env=clean_env(),
-            capture_output=True,
-            text=True,
+        proc = self.run_bootstrap(
+            self.relay.addr,
+            ca_file,
+            prefix,
+            work,
+            "--root-token-file",
+            str(token_file),
+            wait=90,
+            unseal_wait=deadline,
             timeout=deadline + 120,
-            check=False,
         )
         self.bootstrap_output = proc.stdout + proc.stderr
         created = [s.name for s in self.client.secrets.list() if s.name.startswith(prefix + "-")]
@@ -483,27 +480,26 @@ class Stack:
             ):
                 break
             time.sleep(1)
-        import docker.errors
-
         for name in [*self.data_volumes(), self.swag_volume]:
-            for _ in range(30):
-                try:
-                    self.client.volumes.get(name).remove(force=True)
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError:
-                    time.sleep(1)  # still in use by a container being removed
+            remove_retrying(lambda name=name: self.client.volumes.get(name).remove(force=True))
         for name in self.secrets:
-            for _ in range(30):
-                try:
-                    self.client.secrets.get(name).remove()
-                    break
-                except docker.errors.NotFound:
-                    break
-                except docker.errors.APIError:
-                    time.sleep(1)  # still referenced by a service being removed
+            remove_retrying(lambda name=name: self.client.secrets.get(name).remove())
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def remove_retrying(remove: Callable[[], Any], attempts: int = 30) -> None:
+    """Remove a Docker object: done once it is gone; while it is still in use (by a container
+    or service being removed) try again each second, ``attempts`` times."""
+    import docker.errors
+
+    for _ in range(attempts):
+        try:
+            remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            time.sleep(1)
 
 
 def _free_port() -> int:

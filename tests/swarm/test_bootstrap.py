@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets as pysecrets
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,6 @@ import pytest
 
 from entrypoint import bootstrap, keystore
 from entrypoint.cli import connector_for, vault_target
-from entrypoint.devserver import clean_env
-from tests.helpers.proc import ENTRYPOINT
 from tests.swarm.stack import SERVER_NAME, Stack
 
 pytestmark = pytest.mark.timeout(900)
@@ -38,42 +35,19 @@ class Deployed:
     def service(self) -> str:
         return self.stack.service("vault")
 
-    def run(self, *args: str, **env: str) -> tuple[int, str]:
-        environ = clean_env()
-        environ.update(env)
-        result = subprocess.run(
-            [str(ENTRYPOINT), "bootstrap", *self.common(), *args],
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
+    def run(self, *args: str) -> tuple[int, str]:
+        result = self.stack.run_bootstrap(
+            f"https://127.0.0.1:{self.port}", self.ca_file, self.prefix, self.backup_dir, *args
         )
         out = result.stdout + result.stderr
         self.outputs.append(out)
         return result.returncode, out
 
-    def common(self) -> list[str]:
-        return [
-            "--addr",
-            f"https://127.0.0.1:{self.port}",
-            "--cacert",
-            str(self.ca_file),
-            "--tls-server-name",
-            SERVER_NAME,
-            "--certs-dir",
-            str(self.stack.node_dir),
-            "--secret-prefix",
-            self.prefix,
-            "--service",
-            self.service,
-            "--backup-dir",
-            str(self.backup_dir),
-            "--wait",
-            "120",
-            "--unseal-wait",
-            "240",
-        ]
+    def rotate(self, keys_file: Path) -> tuple[int, str]:
+        """The operator's `bootstrap --rotate` with the current shares and the root token."""
+        return self.run(
+            "--rotate", "--unseal-key-file", str(keys_file), "--token-file", str(self.token_file)
+        )
 
     def connector(self) -> Any:
         return connector_for(
@@ -201,13 +175,7 @@ def test_bootstrap_initializes_and_the_replica_unseals_from_the_new_secret(
 def test_rotation_replaces_the_key_and_removes_the_old_secret(deployed: Deployed) -> None:
     [old] = deployed.ours()
     old_keys = deployed.backup_of(old)
-    code, out = deployed.run(
-        "--rotate",
-        "--unseal-key-file",
-        str(old_keys),
-        "--token-file",
-        str(deployed.token_file),
-    )
+    code, out = deployed.rotate(old_keys)
     assert code == 0, out + deployed.stack.logs()
     [new] = deployed.ours()
     assert new.id != old.id
@@ -248,13 +216,7 @@ def test_rotation_interrupted_after_the_rekey_is_completed_by_a_rerun(
     assert not deployed.connector().seal_status().sealed
 
     # The operator runs the very same command again.
-    code, out = deployed.run(
-        "--rotate",
-        "--unseal-key-file",
-        str(old_keys),
-        "--token-file",
-        str(deployed.token_file),
-    )
+    code, out = deployed.rotate(old_keys)
     assert code == 0, out + deployed.stack.logs()
     assert "event=rotation_resumed" in out
     assert [v.id for v in deployed.ours()] == [pending.id]
@@ -286,9 +248,7 @@ def test_rotation_interrupted_before_verification_keeps_the_old_keys_and_reruns(
     assert deployed.valid(old_keys)
     assert not deployed.valid(deployed.backup_of(unused))
 
-    code, out = deployed.run(
-        "--rotate", "--unseal-key-file", str(old_keys), "--token-file", str(deployed.token_file)
-    )
+    code, out = deployed.rotate(old_keys)
     assert code == 0, out + deployed.stack.logs()
     assert "event=stale_secret_removed" in out and "event=rotation_resumed" not in out
     [final] = deployed.ours()

@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from entrypoint.distributor import FINGERPRINT_LABEL, SERVICE_NAME_LABEL
+from tests.helpers.distributor import Distributors, Shared
 from tests.swarm.distributor_helpers import (
     HUP_SCRIPT,
-    Distributors,
-    Shared,
     busybox_image,
     eventually,
     unique,
@@ -48,10 +47,11 @@ def test_restart_exactly_once_per_certificate(
     args = ("--vault-reload", "restart", "--vault-service", name)
     service.reload()
     spec_before = service.attrs["Spec"]
-    first_fp = shared.publish()
+    shared.publish()
+    first_fp = shared.fingerprint()
     # Two distributors at once (two nodes' worth of node dirs, both on this manager).
-    node_a = distributors.start("node-a", *args)
-    node_b = distributors.start("node-b", *args)
+    node_a = distributors.start(*args, node="node-a")
+    node_b = distributors.start(*args, node="node-b")
     for proc in (node_a, node_b):
         proc.wait_for(r"event=(vault_restarted|restart_already_done) ", deadline=60)
         proc.wait_for(r"event=served_check_skipped", deadline=30)
@@ -72,14 +72,15 @@ def test_restart_exactly_once_per_certificate(
     # label and leaves the service alone.
     node_a.signal(signal.SIGTERM)
     assert node_a.wait_exit(30) == 0
-    again = distributors.start("node-a", *args)
+    again = distributors.start(*args, node="node-a")
     again.wait_for(r"event=started")
-    fresh = distributors.start("node-c", *args)
+    fresh = distributors.start(*args, node="node-c")
     fresh.wait_for(r"event=restart_already_done .*sha256=" + first_fp, deadline=60)
     assert spec_of(service) == (1, first_fp)
 
     # A second certificate: exactly one more forced update.
-    second_fp = shared.publish()
+    shared.publish()
+    second_fp = shared.fingerprint()
     for proc in (again, node_b, fresh):
         proc.wait_for(r"event=(vault_restarted|restart_already_done) .*sha256=" + second_fp, 60)
     assert spec_of(service) == (2, second_fp)
@@ -127,9 +128,7 @@ def test_sighup_reaches_this_nodes_vault_containers(
 ) -> None:
     service_name, target, other = hup_containers
     shared.publish()
-    proc = distributors.start(
-        "node", "--once", "--vault-reload", "sighup", "--vault-service", service_name
-    )
+    proc = distributors.start("--once", "--vault-reload", "sighup", "--vault-service", service_name)
     assert proc.wait_exit(60) == 0, proc.output()
     assert f"event=vault_signalled signal=SIGHUP containers={target.name}" in proc.output()
     eventually(lambda: b"got-hup" in target.logs(), 30, "SIGHUP did not reach the container")
@@ -147,9 +146,9 @@ def test_docker_unreachable_then_back(
     socket_dir = tmp_path / "sock"
     socket_dir.mkdir()
     late_socket = socket_dir / "docker.sock"
-    fp = shared.publish()
+    shared.publish()
+    fp = shared.fingerprint()
     proc = distributors.start(
-        "node",
         "--vault-reload",
         "sighup",
         "--vault-service",

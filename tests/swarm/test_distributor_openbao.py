@@ -14,7 +14,8 @@ from entrypoint.devserver import LocalNode
 from entrypoint.distributor import SERVICE_NAME_LABEL
 from entrypoint.manifest import read_manifest
 from tests.helpers import need
-from tests.swarm.distributor_helpers import Distributors, Shared, eventually, unique
+from tests.helpers.distributor import Distributors, Shared
+from tests.swarm.distributor_helpers import eventually, unique
 
 CONFIG = """\
 disable_mlock = true
@@ -79,7 +80,7 @@ def test_sighup_changes_served_certificate_without_reseal(
 ) -> None:
     image = bao_image(docker_client)
     shared.publish()
-    first = distributors.start("node", "--once", "--vault-reload", "none")
+    first = distributors.start("--once", "--vault-reload", "none")
     assert first.wait_exit(60) == 0, first.output()
 
     config = tmp_path / "config"
@@ -121,9 +122,9 @@ def test_sighup_changes_served_certificate_without_reseal(
         assert status == 200
         assert doc["sealed"] is False
 
-        new_fp = shared.publish()
+        shared.publish()
+        new_fp = shared.fingerprint()
         proc = distributors.start(
-            "node",
             "--once",
             "--vault-reload",
             "sighup",
