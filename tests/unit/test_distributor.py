@@ -30,8 +30,8 @@ from entrypoint.errors import (
     SourceNotReady,
 )
 from entrypoint.manifest import MANIFEST_NAME
-from entrypoint.reloader import Reloader, ReloaderConfig
 from tests.helpers import need
+from tests.helpers.distributor import Shared
 
 CERT, KEY = "STAR.iklim.co.full.crt", "STAR.iklim.co_key.pem"
 
@@ -41,43 +41,20 @@ def ca() -> devpki.Issued:
     return devpki.make_ca()
 
 
-class Published:
-    """A source dir filled the way the reloader fills it."""
-
-    def __init__(self, root: Path, ca: devpki.Issued) -> None:
-        self.ca = ca
-        self.dir = root / "shared"
-        self.dir.mkdir()
-        self._cfg = ReloaderConfig(
-            source_cert=root / "swag" / "fullchain.pem",
-            source_key=root / "swag" / "privkey.pem",
-            dest_dir=self.dir,
-            settle=0.0,
-            allow_downgrade=True,
-        )
-        self._cfg.source_cert.parent.mkdir()
-
-    def publish(self, days: float = 90) -> devpki.Issued:
-        leaf = devpki.make_leaf(self.ca, days=days)
-        self._cfg.source_cert.write_bytes(devpki.full_chain(leaf, self.ca))
-        self._cfg.source_key.write_bytes(leaf.key_pem)
-        Reloader(self._cfg, lambda s: None, lambda: False).poll()
-        return leaf
-
-
 @pytest.fixture
-def published(tmp_path: Path, ca: devpki.Issued) -> Published:
-    return Published(tmp_path, ca)
+def published(tmp_path: Path, ca: devpki.Issued) -> Shared:
+    """A source dir filled the way the reloader fills it."""
+    return Shared(tmp_path, ca)
 
 
-def test_complete_generation(published: Published) -> None:
+def test_complete_generation(published: Shared) -> None:
     leaf = published.publish()
     generation = read_generation(published.dir, CERT, KEY)
     assert generation.key_pem == leaf.key_pem
     assert generation.info.fingerprint == generation.manifest.fingerprint
 
 
-def test_half_written_generation_is_refused(published: Published) -> None:
+def test_half_written_generation_is_refused(published: Shared) -> None:
     published.publish()
     newer = devpki.make_leaf(published.ca)
     (published.dir / CERT).write_bytes(devpki.full_chain(newer, published.ca))
@@ -88,7 +65,7 @@ def test_half_written_generation_is_refused(published: Published) -> None:
         read_generation(published.dir, CERT, KEY)
 
 
-def test_source_without_manifest_or_mount(published: Published, tmp_path: Path) -> None:
+def test_source_without_manifest_or_mount(published: Shared, tmp_path: Path) -> None:
     with pytest.raises(SourceNotReady, match="nothing published yet"):
         read_generation(published.dir, CERT, KEY)
     with pytest.raises(SourceNotReady, match="not a directory"):
@@ -98,7 +75,7 @@ def test_source_without_manifest_or_mount(published: Published, tmp_path: Path) 
         read_generation(published.dir, "other.crt", KEY)
 
 
-def test_install_layout(published: Published, tmp_path: Path) -> None:
+def test_install_layout(published: Shared, tmp_path: Path) -> None:
     node = NodeDir(tmp_path / "node", CERT, KEY)
     leaf = published.publish()
     name = node.install(read_generation(published.dir, CERT, KEY))
@@ -114,7 +91,7 @@ def test_install_layout(published: Published, tmp_path: Path) -> None:
     assert not [p for p in root.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_install_hands_the_key_to_vaults_user(published: Published, tmp_path: Path) -> None:
+def test_install_hands_the_key_to_vaults_user(published: Shared, tmp_path: Path) -> None:
     need(os.getuid() == 0, "chown to another user needs root")
     node = NodeDir(tmp_path / "node", CERT, KEY, key_owner=parse_owner("4321:1234"))
     published.publish()
@@ -126,7 +103,7 @@ def test_install_hands_the_key_to_vaults_user(published: Published, tmp_path: Pa
         parse_owner("vault")
 
 
-def test_install_replaces_legacy_files_and_prunes(published: Published, tmp_path: Path) -> None:
+def test_install_replaces_legacy_files_and_prunes(published: Shared, tmp_path: Path) -> None:
     root = tmp_path / "node"
     root.mkdir()
     (root / CERT).write_bytes(b"old cert")
@@ -142,7 +119,7 @@ def test_install_replaces_legacy_files_and_prunes(published: Published, tmp_path
     assert (root / CERT).is_symlink()
 
 
-def test_nothing_new_installs_nothing(published: Published, tmp_path: Path) -> None:
+def test_nothing_new_installs_nothing(published: Shared, tmp_path: Path) -> None:
     published.publish()
     cfg = DistributorConfig(
         source_dir=published.dir,
@@ -159,7 +136,7 @@ def test_nothing_new_installs_nothing(published: Published, tmp_path: Path) -> N
 
 
 def test_docker_unreachable_installs_nothing(
-    published: Published, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    published: Shared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     published.publish()
